@@ -1,0 +1,5 @@
+import sys
+
+from headcls.cli import main
+
+sys.exit(main())

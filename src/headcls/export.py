@@ -1,0 +1,143 @@
+"""`headcls export`: an ONNX Runtime model folder (fp32 or dynamic int8) that predicts without torch.
+
+The export checks itself: both models predict the same held-out rows, and the agreement and accuracy
+difference are printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from headcls.errors import HeadclsError
+
+logger = logging.getLogger(__name__)
+
+# Files copied beside model.onnx: the config (labels) and the tokenizer, nothing with weights.
+COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def _export_onnx(folder: str, path: Path) -> None:
+    import torch
+
+    from headcls.model import load_classifier, load_tokenizer
+
+    model = load_classifier(folder).eval()
+    tokenizer = load_tokenizer(folder)
+    sample = tokenizer(["an example sentence", "and a second, somewhat longer one"], padding=True, return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner(**dict(zip(names, inputs))).logits
+
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch"}
+    with torch.inference_mode():
+        # The TorchScript exporter: dynamic batch and sequence axes, and no extra dependency (onnxscript).
+        torch.onnx.export(
+            Logits(model),
+            tuple(sample[n] for n in names),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _check_rows(model: Path, check_file: str | None, samples: int):
+    """Held-out labelled rows: --check-file, else the test predictions that `headcls train` saved."""
+    from headcls.config import DataConfig
+    from headcls.data import read_labelled
+
+    path = Path(check_file) if check_file else model / "predictions.csv"
+    if not path.is_file():
+        return None, None
+    frame = read_labelled(path, DataConfig())
+    return frame.head(samples), path
+
+
+def export(
+    model: str,
+    output: str,
+    int8: bool = False,
+    check_file: str | None = None,
+    check_samples: int = 500,
+    overwrite: bool = False,
+    echo=print,
+) -> dict:
+    """Export MODEL to OUTPUT/model.onnx (+ config and tokenizer); return the self-check figures."""
+    from headcls.atomic import staged_folder
+    from headcls.model import check_model_folder
+
+    source, out = Path(model), Path(output)
+    if not source.is_dir():
+        raise HeadclsError(f"--model {model}: no such folder")
+    check_model_folder(source)
+    if not any(source.glob("*.safetensors")):
+        raise HeadclsError(f"--model {model}: export needs a model folder with model.safetensors")
+    if out.resolve() == source.resolve():
+        raise HeadclsError("--output must differ from --model")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise HeadclsError(f"--output {output}: already holds files; pass --overwrite to replace them")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise HeadclsError("export needs ONNX Runtime: pip install 'headcls[onnx]'") from None
+
+    rows, check_path = _check_rows(source, check_file, check_samples)
+    report: dict = {}
+    with staged_folder(out) as staging:
+        for name in COPIED:
+            if (source / name).is_file():
+                shutil.copy2(source / name, staging / name)
+        fp32 = staging / "model.onnx"
+        _export_onnx(str(source), fp32)
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantized = staging / "model.int8.onnx"
+            quantize_dynamic(str(fp32), str(quantized), weight_type=QuantType.QInt8)
+            quantized.replace(fp32)
+        report["onnx_bytes"] = fp32.stat().st_size
+        report["source_bytes"] = sum(p.stat().st_size for p in source.glob("*.safetensors"))
+        if rows is not None:
+            report |= _compare(source, staging, rows)
+            report["check_file"] = str(check_path)
+    kind = "int8" if int8 else "fp32"
+    echo(
+        f"Exported {model} -> {output}/model.onnx ({kind}, {report['onnx_bytes'] / 1e6:.1f} MB; "
+        f"safetensors {report['source_bytes'] / 1e6:.1f} MB)"
+    )
+    if "agreement" in report:
+        echo(
+            f"Self-check on {report['rows']} held-out rows of {report['check_file']}: agreement "
+            f"{report['agreement']:.4f}; accuracy torch {report['accuracy_torch']:.4f}, "
+            f"onnx {report['accuracy_onnx']:.4f} (difference {report['accuracy_onnx'] - report['accuracy_torch']:+.4f})"
+        )
+    else:
+        echo("No held-out rows to check against (pass --check-file FILE with text,label columns)")
+    return report
+
+
+def _compare(source: Path, exported: Path, rows) -> dict:
+    from headcls.predict import Classifier
+
+    texts = rows["text"].tolist()
+    torch_labels = [r["label"] for r in Classifier.from_pretrained(source, backend="torch", precision="fp32").predict(texts)]
+    onnx_labels = [r["label"] for r in Classifier.from_pretrained(exported, backend="onnx").predict(texts)]
+    truth = rows["label"].tolist()
+    n = len(texts)
+    return {
+        "rows": n,
+        "agreement": sum(a == b for a, b in zip(torch_labels, onnx_labels)) / n,
+        "accuracy_torch": sum(a == b for a, b in zip(torch_labels, truth)) / n,
+        "accuracy_onnx": sum(a == b for a, b in zip(onnx_labels, truth)) / n,
+    }

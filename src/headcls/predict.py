@@ -1,0 +1,260 @@
+"""Fast prediction: `Classifier` over a torch or ONNX Runtime backend, with length-sorted batches."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from headcls.errors import HeadclsError
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnx")
+ONNX_FILE = "model.onnx"
+
+
+class TorchRunner:
+    """Logits from the transformers model; bf16 autocast where the hardware has it."""
+
+    def __init__(self, folder: str, precision: str = "auto"):
+        import torch
+
+        from headcls.hardware import device, use_bf16
+        from headcls.model import load_classifier
+
+        self.torch = torch
+        self.device = device()
+        self.bf16 = use_bf16(precision)
+        self.model = load_classifier(folder).to(self.device).eval()
+        self.config = self.model.config
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(**inputs).logits  # (B, num_labels)
+        return logits.float().cpu().numpy()
+
+
+class OnnxRunner:
+    """Logits from an ONNX Runtime session over `model.onnx`; torch is not imported."""
+
+    def __init__(self, folder: str, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise HeadclsError("the onnx backend needs ONNX Runtime: pip install 'headcls[onnx]'") from None
+        from transformers import AutoConfig
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            str(Path(folder) / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: v.astype(np.int64) for k, v in batch.items() if k in self.input_names}
+        return self.session.run(["logits"], feed)[0]
+
+
+def pick_backend(folder: str, backend: str) -> str:
+    """auto: ONNX Runtime when the folder holds an exported model (measured faster here), else torch."""
+    if backend not in BACKENDS:
+        raise HeadclsError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    has_onnx = (Path(folder) / ONNX_FILE).is_file()
+    has_torch = any(Path(folder).glob("*.safetensors"))
+    if backend == "auto":
+        return "onnx" if has_onnx else "torch"
+    if backend == "onnx" and not has_onnx:
+        raise HeadclsError(f"{folder}: no {ONNX_FILE}; create one with: headcls export --model {folder} --output DIR")
+    if backend == "torch" and not has_torch:
+        raise HeadclsError(f"{folder}: no model.safetensors for the torch backend; use --backend onnx")
+    return backend
+
+
+class Classifier:
+    """A trained text classifier that returns label names and scores.
+
+    Example:
+        >>> clf = Classifier.from_pretrained("outputs/ag_news")
+        >>> clf.predict(["The stock market is reaching new heights."])
+        [{'label': 'Business', 'score': 0.97}]
+    """
+
+    def __init__(self, tokenizer, runner, max_length: int, batch_size: int = 64):
+        self.tokenizer = tokenizer
+        self.runner = runner
+        self.max_length = max_length
+        self.batch_size = batch_size
+        id2label = runner.config.id2label
+        self.labels = [id2label[i] for i in range(len(id2label))]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        backend: str = "auto",
+        precision: str = "auto",
+        batch_size: int = 64,
+        threads: int | None = None,
+    ) -> Classifier:
+        from headcls.model import check_model_folder, load_tokenizer
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise HeadclsError(f"--model {folder}: no such folder")
+        check_model_folder(folder)
+        backend = pick_backend(str(folder), backend)
+        tokenizer = load_tokenizer(str(folder))
+        if backend == "onnx":
+            runner = OnnxRunner(str(folder), threads)
+        else:
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            runner = TorchRunner(str(folder), precision)
+        positions = getattr(runner.config, "max_position_embeddings", 512)
+        max_length = min(tokenizer.model_max_length, positions)
+        clf = cls(tokenizer, runner, max_length, batch_size)
+        clf.backend = backend
+        return clf
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Logits (N, num_labels) in input order; batches are formed from length-sorted texts."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        ids = encoded["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a batch: little padding
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            features = [{k: encoded[k][i] for k in encoded.keys()} for i in chunk]
+            batch = self.tokenizer.pad(features, return_tensors="np")
+            out[chunk] = self.runner(dict(batch))
+        return out
+
+    def predict(self, texts: list[str], top_k: int = 1) -> list[dict]:
+        """Label name and score per text; with top_k > 1 also `top_k`: the k best (label, score) pairs."""
+        if isinstance(texts, str):
+            texts = [texts]
+        logits = self.logits(texts)
+        probs = softmax(logits)
+        best = probs.argmax(axis=1)
+        results = []
+        for row, b in zip(probs, best):
+            item = {"label": self.labels[b], "score": float(row[b])}
+            if top_k > 1:
+                top = np.argsort(-row)[:top_k]
+                item["top_k"] = [{"label": self.labels[j], "score": float(row[j])} for j in top]
+            results.append(item)
+        return results
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def read_texts(path: Path, text_column: str, encoding: str, chunk_rows: int):
+    """Yield lists of texts from a .txt (one per line), CSV/TSV, JSONL or Parquet file, chunk by chunk."""
+    import pandas as pd
+
+    from headcls.data import decode_text, file_format
+
+    if not path.is_file():
+        raise HeadclsError(f"{path}: file not found")
+    if path.suffix.lower() == ".txt":
+        with path.open("rb") as f:
+            chunk = []
+            for number, raw in enumerate(f, start=1):
+                line = decode_text(raw, f"{path} line {number}", encoding).rstrip("\r\n")
+                if line.strip():
+                    chunk.append(line)
+                if len(chunk) >= chunk_rows:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+        return
+    fmt = file_format(path)
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    decode_text(head, path, encoding, final=False)  # a binary or wrongly encoded file fails here, at once
+    if fmt == "parquet":
+        frames = [pd.read_parquet(path)]
+    elif fmt == "jsonl":
+        frames = pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False, encoding=encoding)
+    else:
+        frames = pd.read_csv(
+            path,
+            sep="\t" if fmt == "tsv" else ",",
+            dtype=str,
+            keep_default_na=False,
+            chunksize=chunk_rows,
+            encoding=encoding,
+        )
+    try:
+        for frame in frames:
+            if text_column not in frame.columns:
+                found = ", ".join(repr(str(c)) for c in frame.columns)
+                raise HeadclsError(f"{path}: missing text column {text_column!r}; columns found: {found}")
+            yield [str(t) for t in frame[text_column].tolist()]
+    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
+        raise HeadclsError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
+
+
+def predict_file(
+    clf: Classifier,
+    input_path: str | Path,
+    output_path: str | Path,
+    top_k: int = 1,
+    text_column: str = "text",
+    encoding: str = "utf-8",
+    chunk_rows: int = 4096,
+) -> int:
+    """Stream `input_path` through the classifier into a CSV or JSONL `output_path`; return the row count.
+
+    The output is written to a temporary file beside it and renamed at the end, so a failed run leaves
+    any earlier output untouched.
+    """
+    import csv
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    fmt = output_path.suffix.lower()
+    if fmt not in (".csv", ".jsonl"):
+        raise HeadclsError(f"--output {output_path}: write .csv or .jsonl")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_path.with_name(f".{output_path.name}.partial")
+    count = 0
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f) if fmt == ".csv" else None
+            if writer:
+                header = ["text", "label", "score"]
+                for k in range(1, top_k + 1 if top_k > 1 else 1):
+                    header += [f"label_{k}", f"score_{k}"]
+                writer.writerow(header)
+            for texts in read_texts(input_path, text_column, encoding, chunk_rows):
+                for text, result in zip(texts, clf.predict(texts, top_k=top_k)):
+                    if writer:
+                        row = [text, result["label"], f"{result['score']:.6f}"]
+                        for item in result.get("top_k", []):
+                            row += [item["label"], f"{item['score']:.6f}"]
+                        writer.writerow(row)
+                    else:
+                        f.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
+                count += len(texts)
+        tmp.replace(output_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count

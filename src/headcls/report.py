@@ -1,0 +1,149 @@
+"""Evaluation numbers and the files that show them: metrics.json, confusion_matrix.png, predictions.csv."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:
+    """Accuracy, macro and weighted precision / recall / F1, per-class numbers and the confusion matrix."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    ids = list(range(len(labels)))
+    out: dict = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=average, zero_division=0)
+        out.update({f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)})
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=None, zero_division=0)
+    out["per_class"] = {
+        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, name in enumerate(labels)
+    }
+    matrix = confusion_matrix(y_true, y_pred, labels=ids)
+    out["confusion_matrix"] = {"labels": list(labels), "matrix": matrix.tolist()}
+    out["num_examples"] = len(y_true)
+    return out
+
+
+def plot_confusion_matrix(metrics: dict, path: Path, title: str = "Confusion matrix") -> None:
+    """Counts beside the row-normalised view (recall per true class), label names on both axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = metrics["confusion_matrix"]["labels"]
+    counts = np.array(metrics["confusion_matrix"]["matrix"])
+    rows = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), constrained_layout=True)
+    for ax, values, name, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
+        image = ax.imshow(values, cmap="Blues")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set(
+            xticks=range(len(labels)),
+            yticks=range(len(labels)),
+            xticklabels=labels,
+            yticklabels=labels,
+            xlabel="Predicted label",
+            ylabel="True label",
+            title=f"{title} ({name})",
+        )
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+        if len(labels) <= 30:
+            threshold = values.max() / 2 if values.size else 0
+            for i in range(len(labels)):
+                for j in range(len(labels)):
+                    color = "white" if values[i, j] > threshold else "black"
+                    ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", color=color, fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def classification_report_text(metrics: dict) -> str:
+    lines = [f"{'':>14} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>9}"]
+    for name, m in metrics["per_class"].items():
+        lines.append(f"{name[:14]:>14} {m['precision']:9.4f} {m['recall']:9.4f} {m['f1']:9.4f} {m['support']:9d}")
+    n = metrics["num_examples"]
+    lines.append(f"{'accuracy':>14} {'':>9} {'':>9} {metrics['accuracy']:9.4f} {n:9d}")
+    for avg in ("macro", "weighted"):
+        lines.append(
+            f"{avg + ' avg':>14} {metrics[f'precision_{avg}']:9.4f} {metrics[f'recall_{avg}']:9.4f} "
+            f"{metrics[f'f1_{avg}']:9.4f} {n:9d}"
+        )
+    return "\n".join(lines)
+
+
+def confident_mistakes(predictions: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    wrong = predictions[predictions["label"] != predictions["predicted"]]
+    return wrong.sort_values("score", ascending=False).head(k)
+
+
+def baseline_scores(train: pd.DataFrame, test: pd.DataFrame, labels: list[str], seed: int) -> dict:
+    """TF-IDF (word 1-2 grams) + logistic regression on the same training rows, scored on the same test rows."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    index = {name: i for i, name in enumerate(labels)}
+    pipe = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+        LogisticRegression(max_iter=1000, C=10.0, random_state=seed),
+    )
+    pipe.fit(train["text"], train["label"].map(index))
+    predicted = pipe.predict(test["text"])
+    full = compute_metrics(test["label"].map(index).tolist(), predicted.tolist(), labels)
+    keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "num_examples")
+    return {"name": "tfidf+logreg", **{k: full[k] for k in keys}}
+
+
+def evaluate_frame(clf, frame: pd.DataFrame, out_dir: Path, title: str = "Confusion matrix") -> dict:
+    """Predict `frame` (text, label) with `clf`, write metrics.json, confusion_matrix.png, predictions.csv."""
+    results = clf.predict(frame["text"].tolist())
+    index = {name: i for i, name in enumerate(clf.labels)}
+    predictions = pd.DataFrame(
+        {
+            "text": frame["text"].to_numpy(),
+            "label": frame["label"].to_numpy(),
+            "predicted": [r["label"] for r in results],
+            "score": [round(r["score"], 6) for r in results],
+        }
+    )
+    metrics = compute_metrics(
+        [index[n] for n in predictions["label"]], [index[n] for n in predictions["predicted"]], clf.labels
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    plot_confusion_matrix(metrics, out_dir / "confusion_matrix.png", title)
+    metrics["_predictions"] = predictions
+    return metrics
+
+
+def write_metrics(metrics: dict, path: Path) -> None:
+    clean = {k: v for k, v in metrics.items() if not k.startswith("_")}
+    path.write_text(json.dumps(clean, indent=2) + "\n", encoding="utf-8")
+
+
+def print_summary(metrics: dict, echo=print) -> None:
+    """The classification report, the baseline beside the model, and the most confident mistakes."""
+    echo(classification_report_text(metrics))
+    base = metrics.get("baseline")
+    if base:
+        echo(
+            f"\nmodel    accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['f1_macro']:.4f}\n"
+            f"baseline accuracy {base['accuracy']:.4f}  macro-F1 {base['f1_macro']:.4f}  ({base['name']}, same rows)"
+        )
+    mistakes = confident_mistakes(metrics["_predictions"])
+    if len(mistakes):
+        echo("\nMost confident mistakes:")
+        for _, row in mistakes.iterrows():
+            text = row["text"] if len(row["text"]) <= 100 else row["text"][:97] + "..."
+            echo(f"  {row['score']:.3f} predicted {row['predicted']!r}, true {row['label']!r}: {text}")

@@ -1,0 +1,123 @@
+"""Train -> save -> reload with plain transformers -> predict / evaluate / export, on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from headcls import Classifier
+from headcls.cli import main
+
+
+def test_output_folder_is_a_complete_hf_model_folder(trained_dir):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "metrics.json",
+        "confusion_matrix.png",
+        "predictions.csv",
+        "training_config.yaml",
+        "README.md",
+    ):
+        assert (trained_dir / name).is_file(), name
+    assert not list(trained_dir.glob("*.bin")), "no pickle files in the model folder"
+    assert any((trained_dir / "runs").rglob("events.out.tfevents.*")), "TensorBoard logs"
+    assert not trained_dir.with_name(trained_dir.name + ".checkpoints").exists(), "checkpoints cleaned up"
+    config = json.loads((trained_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "business", "1": "science", "2": "sports"}
+
+
+def test_metrics_json_has_the_report_fields(trained_dir):
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
+                "recall_weighted", "f1_weighted", "num_examples", "train_seconds", "train_samples_per_second"):
+        assert isinstance(metrics[key], (int, float)), key
+    assert metrics["num_examples"] == 60
+    assert set(metrics["per_class"]) == {"business", "science", "sports"}
+    assert metrics["per_class"]["sports"]["support"] == 20
+    cm = metrics["confusion_matrix"]
+    assert cm["labels"] == ["business", "science", "sports"]
+    assert sum(map(sum, cm["matrix"])) == 60
+    assert metrics["accuracy"] > 0.8, "the keyword task is easy: the tiny model must learn it"
+    assert metrics["baseline"]["name"] == "tfidf+logreg" and metrics["baseline"]["num_examples"] == 60
+    assert len(metrics["validation"]) == 15, "one validation entry per epoch"
+    predictions = pd.read_csv(trained_dir / "predictions.csv")
+    assert list(predictions.columns) == ["text", "label", "predicted", "score"]
+    assert len(predictions) == 60
+    assert (predictions["label"] == predictions["predicted"]).mean() == pytest.approx(metrics["accuracy"])
+
+
+def test_plain_transformers_pipeline_returns_label_names(trained_dir):
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=str(trained_dir))
+    results = classify(["the team scored a goal in the match", "bank shares and stock market profit"])
+    assert [r["label"] for r in results] == ["sports", "business"]
+
+
+def test_classifier_predicts_names_scores_and_top_k(trained_dir):
+    clf = Classifier.from_pretrained(trained_dir)
+    assert clf.predict([]) == []
+    [result] = clf.predict(["nasa space research chip"], top_k=3)
+    assert result["label"] == "science"
+    assert 0 < result["score"] <= 1
+    assert [item["label"] for item in result["top_k"]][0] == "science"
+    assert sum(item["score"] for item in result["top_k"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_length_sorting_keeps_input_order(trained_dir):
+    clf = Classifier.from_pretrained(trained_dir, batch_size=2)
+    texts = ["goal", "stock market " * 10, "space", "the team coach " * 5, "bank"]
+    batched = [r["label"] for r in clf.predict(texts)]
+    one_by_one = [clf.predict([t])[0]["label"] for t in texts]
+    assert batched == one_by_one
+    assert batched[0] == "sports" and batched[1] == "business" and batched[2] == "science"
+
+
+def test_predict_cli_sentences_and_files(trained_dir, tmp_path, capsys):
+    assert main(["predict", "--model", str(trained_dir), "the coach and the team", "stock profit"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["label"] for line in lines] == ["sports", "business"]
+
+    (tmp_path / "in.txt").write_text("space internet software\n\nmarket trade bank\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(trained_dir), "--input", str(tmp_path / "in.txt"),
+                 "--output", str(out), "--top-k", "2"]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["text", "label", "score", "label_1", "score_1", "label_2", "score_2"]
+    assert frame["label"].tolist() == ["science", "business"]
+
+    pd.DataFrame({"body": ["league season goal"]}).to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", "--model", str(trained_dir), "--input", str(tmp_path / "in.jsonl"),
+                 "--text-column", "body", "--output", str(out)]) == 0
+    assert json.loads(out.read_text().splitlines()[0])["label"] == "sports"
+
+
+def test_evaluate_cli_writes_the_report(trained_dir, toy_data, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(trained_dir), "--test-file", str(toy_data / "test.csv"),
+                 "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    trained = json.loads((trained_dir / "metrics.json").read_text())
+    assert metrics["num_examples"] == 60
+    assert metrics["accuracy"] == pytest.approx(trained["accuracy"])
+    assert (out / "confusion_matrix.png").stat().st_size > 1000
+    assert (out / "predictions.csv").is_file()
+
+
+def test_same_seed_gives_identical_predictions(tiny_model_dir, toy_data, tmp_path):
+    from conftest import TINY_TRAIN
+
+    probs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        argv = ["-q", "train", "--data", str(toy_data), "--model", str(tiny_model_dir), "--output", str(out),
+                "--no-baseline", "--seed", "7", *TINY_TRAIN]
+        assert main(argv) == 0
+        probs.append(pd.read_csv(out / "predictions.csv")["score"].tolist())
+    assert probs[0] == probs[1]
