@@ -37,6 +37,7 @@ def toy_rows(n: int, seed: int) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT with a WordPiece vocab covering the toy corpus."""
+    import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny-bert")
@@ -50,6 +51,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         intermediate_size=37,
         max_position_embeddings=64,
     )
+    torch.manual_seed(0)  # the same tiny model in every session: tests that train on it are repeatable
     BertModel(config).save_pretrained(folder)
     # On transformers 5, BertTokenizerFast(vocab_file=...) ignores the vocabulary; from_pretrained(dir) reads it.
     tokenizer = BertTokenizerFast.from_pretrained(folder)

@@ -23,13 +23,15 @@ def test_default_encoder_learns_ag_news_well_above_chance(tmp_path):
     out = tmp_path / "model"
     argv = [
         "-q", "train", "--data", "ag_news", "--data-dir", str(SHARED_DATA),
-        "--train-samples", "640", "--stratify", "--test-samples", "400",
-        "--epochs", "2", "--output", str(out),
+        "--train-samples", "800", "--stratify", "--test-samples", "400",
+        "--epochs", "3", "--output", str(out),
     ]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_examples"] == 400
-    assert metrics["accuracy"] > 0.7, metrics["accuracy"]  # chance is 0.25
+    print(f"accuracy {metrics['accuracy']:.4f} on 400 held-out test rows")
+    assert metrics["accuracy"] > 0.8, metrics["accuracy"]  # chance is 0.25; 0.86 measured
     assert set(metrics["per_class"]) == {"World", "Sports", "Business", "Sci/Tech"}
     classify = pipeline("text-classification", model=str(out))
-    assert classify("The stock market is reaching new heights.")[0]["label"] in {"Business", "Sci/Tech", "World", "Sports"}
+    assert classify("The stock market is reaching new heights.")[0]["label"] == "Business"
+    assert classify("The striker scored twice as the home team won the cup final.")[0]["label"] == "Sports"

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from headcls.errors import HeadclsError
+from headcls.errors import HeadclsError, Interrupted
 
 S = argparse.SUPPRESS  # flags not given stay out of the namespace, so they don't override the config file
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-steps", type=int, default=S)
     g.add_argument("--max-length", type=int, default=S)
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=S)
+    g.add_argument("--dropout", type=float, default=S, help="every dropout rate of the encoder (default 0)")
     g.add_argument("--logging-steps", type=int, default=S)
     g.add_argument("--early-stopping-patience", type=int, default=S, help="epochs without better validation F1")
     g.add_argument("--keep-best", action="store_true", default=S, help="keep the epoch with best validation F1")
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.quiet)
     try:
         return COMMANDS[args.command](args)
+    except Interrupted as e:
+        print(f"headcls: {e}", file=sys.stderr)
+        return 130
     except HeadclsError as e:
         print(f"headcls: error: {e}", file=sys.stderr)
         return 2

@@ -53,6 +53,9 @@ class TrainConfig(DataConfig):
     # A short run would spend all its steps warming up: cap the warmup to this fraction of the run.
     max_warmup_fraction: float = 0.1
     max_length: int = 128
+    # Dropout off by default: on CPU the dropout masks cost more than a quarter of each step, and the
+    # tutorial protocol reached the same accuracy without them (BENCHMARKS.md). None keeps the encoder's own.
+    dropout: float | None = 0.0
     precision: str = "auto"  # auto | bf16 | fp32
     logging_steps: int = 10
     early_stopping_patience: int | None = None  # epochs without a better validation macro-F1
@@ -148,6 +151,8 @@ def validate(cfg: DataConfig) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "learning_rate", "max_length"):
             if getattr(cfg, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(cfg, name)}")
+        if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {cfg.dropout}")
         if cfg.max_length > 100_000:
             problems.append(f"max_length is {cfg.max_length}: far beyond any encoder's positions")
     if problems:

@@ -294,17 +294,26 @@ def load_splits(cfg: DataConfig, need_train: bool = True) -> Splits:
     return Splits(train, validation, test, labels, sources)
 
 
-def tokenize(frame: pd.DataFrame, tokenizer, label2id: dict[str, int] | None, max_length: int):
-    """A `datasets.Dataset` of input ids (truncated, not padded: batches are padded by the collator)."""
+def tokenize(
+    frame: pd.DataFrame, tokenizer, label2id: dict[str, int] | None, max_length: int, sort_by_length: bool = False
+):
+    """A `datasets.Dataset` of input ids (truncated, not padded: batches are padded by the collator).
+
+    `sort_by_length` orders rows by token count, so that evaluation batches carry almost no padding.
+    """
     import datasets
 
     columns = {TEXT: frame[TEXT].tolist()}
     if label2id is not None and LABEL in frame:
         columns[LABEL] = [label2id[name] for name in frame[LABEL]]
     dataset = datasets.Dataset.from_dict(columns)
-    return dataset.map(
+    dataset = dataset.map(
         lambda batch: tokenizer(batch[TEXT], truncation=True, max_length=max_length),
         batched=True,
         remove_columns=[TEXT],
         desc="Tokenizing",
     )
+    if sort_by_length:
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        dataset = dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+    return dataset

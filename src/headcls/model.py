@@ -67,16 +67,38 @@ def load_tokenizer(name: str):
         raise HeadclsError(f"--model {name}: cannot load its tokenizer ({str(e).splitlines()[0]})") from None
 
 
-def build_classifier(name: str, labels: list[str]):
-    """A pre-trained encoder with a fresh classification head on [CLS], carrying the real label names."""
-    from transformers import AutoModelForSequenceClassification
+# Dropout settings under the names the common encoder configs use (BERT, RoBERTa, DistilBERT, ...).
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+def attention_for(device: str) -> str | None:
+    """Plain attention on CPU: measured faster there than SDPA for short texts; the default elsewhere."""
+    return "eager" if device == "cpu" else None
+
+
+def build_classifier(name: str, labels: list[str], dropout: float | None = None, device: str = "cpu"):
+    """A pre-trained encoder with a fresh classification head on [CLS], carrying the real label names.
+
+    `dropout` (when not None) replaces every dropout rate of the encoder config.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        config = AutoConfig.from_pretrained(
             name,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
+            trust_remote_code=False,
+        )
+        if dropout is not None:
+            for key in DROPOUT_KEYS:
+                if hasattr(config, key):
+                    setattr(config, key, dropout)
+        return AutoModelForSequenceClassification.from_pretrained(
+            name,
+            config=config,
+            attn_implementation=attention_for(device),
             use_safetensors=True,
             trust_remote_code=False,
         )
@@ -84,15 +106,20 @@ def build_classifier(name: str, labels: list[str]):
         raise HeadclsError(f"--model {name}: cannot load it as an encoder ({str(e).splitlines()[0]})") from None
 
 
-def load_classifier(folder: str):
-    """A trained classifier folder, checked before loading."""
+def load_classifier(folder: str, device: str = "cpu", bf16: bool = False):
+    """A trained classifier folder, checked before loading; bf16 weights when asked (inference only)."""
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     check_model_folder(Path(folder))
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=False
+            folder,
+            dtype=torch.bfloat16 if bf16 else torch.float32,
+            attn_implementation=attention_for(device),
+            use_safetensors=True,
+            trust_remote_code=False,
         )
     except (OSError, ValueError, RuntimeError) as e:
         raise HeadclsError(f"{folder}: the weights do not load ({str(e).splitlines()[0]})") from None
-    return model
+    return model.to(device)

@@ -28,13 +28,14 @@ class TorchRunner:
         self.torch = torch
         self.device = device()
         self.bf16 = use_bf16(precision)
-        self.model = load_classifier(folder).to(self.device).eval()
+        # bf16 weights rather than autocast: no per-call casts of the weights, measured faster here.
+        self.model = load_classifier(folder, self.device, self.bf16).eval()
         self.config = self.model.config
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
-        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.inference_mode():
             logits = self.model(**inputs).logits  # (B, num_labels)
         return logits.float().cpu().numpy()
 

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from headcls.config import TrainConfig, to_dict
-from headcls.errors import HeadclsError
+from headcls.errors import HeadclsError, Interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,20 @@ def checkpoint_dir(output: Path) -> Path:
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    """The newest complete checkpoint: the Trainer writes trainer_state.json last, so a checkpoint without
+    it was cut short (killed while saving) and is removed."""
+    if not folder.is_dir():
+        return None
+    complete = []
+    for path in folder.glob("checkpoint-*"):
+        if (path / "trainer_state.json").is_file():
+            complete.append(path)
+        else:
+            logger.warning("Removing %s: an incomplete checkpoint", path)
+            shutil.rmtree(path, ignore_errors=True)
+    if not complete:
+        return None
+    return str(max(complete, key=lambda p: int(p.name.split("-")[-1])))
 
 
 def preflight(cfg: TrainConfig, output: Path, checkpoints: Path) -> str | None:
@@ -41,8 +52,8 @@ def preflight(cfg: TrainConfig, output: Path, checkpoints: Path) -> str | None:
         raise HeadclsError(f"--output {output}: exists and is not a folder")
     if output.is_dir() and any(output.iterdir()) and not cfg.overwrite and not cfg.resume:
         raise HeadclsError(f"--output {output}: already holds files; pass --overwrite to replace them")
-    found = last_checkpoint(checkpoints)
     if cfg.resume:
+        found = last_checkpoint(checkpoints)
         if found is None:
             raise HeadclsError(f"--resume: no checkpoint in {checkpoints} to continue from")
         return found
@@ -78,6 +89,11 @@ class StopOnSignal:
                     control.should_training_stop = True
                 return control
 
+            def on_epoch_end(self, args, state, control, **kwargs):
+                if outer.requested:  # the epoch was cut short: save, but no validation entry for a partial epoch
+                    control.should_evaluate = False
+                return control
+
         self.callback = Callback()
 
     def __enter__(self):
@@ -93,6 +109,41 @@ class StopOnSignal:
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+
+def make_trainer(**kwargs):
+    """A Trainer whose length-grouped batches depend only on the seed and the epoch.
+
+    The stock LengthGroupedSampler draws from the global RNG when an epoch starts; a run resumed in the middle
+    of an epoch starts from another RNG state, so it would skip the wrong batches. Seeding each epoch's order
+    with (seed + epoch) makes a resumed run see exactly the batches an uninterrupted one sees.
+    """
+    import torch
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class EpochSeededSampler(LengthGroupedSampler):
+        def __init__(self, *args, seed: int, **kw):
+            super().__init__(*args, **kw)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch) -> None:
+            self.epoch = int(epoch)
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+    class SeededTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return EpochSeededSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=[len(ids) for ids in dataset["input_ids"]],
+                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            )
+
+    return SeededTrainer(**kwargs)
 
 
 def training_arguments(cfg: TrainConfig, checkpoints: Path, bf16: bool, warmup: int):
@@ -145,10 +196,10 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         >>> train(TrainConfig(data="ag_news", data_dir="../shared/data", train_samples=6000, output="out"))
     """
     import torch
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
     from headcls import data, model
-    from headcls.hardware import use_bf16
+    from headcls.hardware import device, use_bf16
 
     output = Path(cfg.output)
     checkpoints = checkpoint_dir(output)
@@ -161,7 +212,7 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     splits = data.load_splits(cfg)
     tokenizer = model.load_tokenizer(encoder)
     set_seed(cfg.seed)  # before the head is initialised: same seed, same run
-    classifier = model.build_classifier(encoder, splits.labels)
+    classifier = model.build_classifier(encoder, splits.labels, cfg.dropout, device())
     label2id = classifier.config.label2id
     echo(
         f"Training on {len(splits.train)} rows, validating on {len(splits.validation)}"
@@ -169,7 +220,7 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         + f"; {len(splits.labels)} labels: {', '.join(splits.labels)}; precision {'bf16' if bf16 else 'fp32'}"
     )
     train_set = data.tokenize(splits.train, tokenizer, label2id, cfg.max_length)
-    val_set = data.tokenize(splits.validation, tokenizer, label2id, cfg.max_length)
+    val_set = data.tokenize(splits.validation, tokenizer, label2id, cfg.max_length, sort_by_length=True)
 
     warmup = warmup_steps(cfg, len(train_set))
     args = training_arguments(cfg, checkpoints, bf16, warmup)
@@ -177,7 +228,7 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     with StopOnSignal() as stop:
-        trainer = Trainer(
+        trainer = make_trainer(
             model=classifier,
             args=args,
             train_dataset=train_set,
@@ -191,7 +242,7 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         result = trainer.train(resume_from_checkpoint=resume_from)
         seconds = time.perf_counter() - started
     if stop.requested:
-        raise HeadclsError(
+        raise Interrupted(
             f"interrupted; the last checkpoint is in {checkpoints}: add --resume to the same command to continue"
         )
 

@@ -1,0 +1,185 @@
+"""Training speed: the AG News tutorial's recipe against `headcls train`, same encoder, same rows, one run.
+
+    python bench/train_speed.py [--rows 256] [--repeats 3] [--data-dir ../shared/data]
+
+(a) tutorial: slow BertTokenizer, `tokenizer(padding=True, truncation=True)` inside `dataset.map(batched=True)`
+    (so every row is padded to the longest of its 1,000-row block), DataCollatorWithPadding, fp32 Trainer,
+    batch 32, weight decay 0.01, the encoder's own dropout and attention.
+(b) headcls: `headcls.train.train` with its defaults (dynamic padding, length-grouped batches, bf16 autocast
+    where supported, fused AdamW, no dropout, plain attention on CPU).
+Both train one epoch over the same --rows AG News training rows (a seeded shuffle of train.csv) with the same learning-rate schedule
+(5e-5, warmup 10%), each run in a fresh process. Samples/s is the Trainer's own figure (training loop only).
+Useful GFLOP/s counts 6 x non-embedding parameters x real (unpadded) tokens, plus attention, per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_DATA_DIR, REPO, child_json, gemm_peak, machine, table, write_json  # noqa: E402
+
+LEARNING_RATE = 5e-5
+TUTORIAL_BLOCK = 1000  # datasets.map's default batch size: the tutorial pads to the longest of each block
+
+
+def shuffled_train(data_dir: str):
+    """AG News training rows in a seeded random order (the file's first rows hold only two classes)."""
+    import pandas as pd
+
+    return pd.read_csv(Path(data_dir) / "ag_news" / "train.csv").sample(frac=1.0, random_state=0)
+
+
+def useful_flops_per_sample(model, token_counts: list[int]) -> float:
+    """Forward + backward FLOPs of the real tokens: 6 * P * T for the dense layers, plus attention scores."""
+    config = model.config
+    params = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    mean_t = statistics.mean(token_counts)
+    mean_t2 = statistics.mean(t * t for t in token_counts)
+    attention = 3 * 2 * 2 * config.num_hidden_layers * config.hidden_size * mean_t2  # QK^T and AV, fwd+bwd
+    return 6 * params * mean_t + attention
+
+
+def run_tutorial(rows: int, data_dir: str) -> dict:
+    import pandas as pd
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        BertTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from headcls.model import default_encoder
+
+    encoder = default_encoder()
+    frame = shuffled_train(data_dir).head(max(rows, TUTORIAL_BLOCK))
+    tokenizer = BertTokenizer.from_pretrained(encoder)
+    dataset = Dataset.from_pandas(frame).map(lambda b: tokenizer(b["text"], padding=True, truncation=True), batched=True)
+    dataset = dataset.select(range(rows))
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp,
+            num_train_epochs=1,
+            per_device_train_batch_size=32,
+            learning_rate=LEARNING_RATE,
+            warmup_steps=0.1,
+            weight_decay=0.01,
+            logging_steps=10,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            seed=42,
+            disable_tqdm=True,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                          data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+        result = trainer.train()
+    real_tokens = [sum(mask) for mask in dataset["attention_mask"]]
+    return {
+        "samples_per_second": result.metrics["train_samples_per_second"],
+        "train_loss": result.training_loss,
+        "padded_tokens_per_sample": statistics.mean(len(ids) for ids in dataset["input_ids"]),
+        "real_tokens_per_sample": statistics.mean(real_tokens),
+        "useful_gflop_per_sample": useful_flops_per_sample(model, real_tokens) / 1e9,
+    }
+
+
+def run_headcls(rows: int, data_dir: str) -> dict:
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from headcls.config import TrainConfig
+    from headcls.model import default_encoder
+    from headcls.train import train
+
+    train_rows = shuffled_train(data_dir).head(rows)
+    check_rows = pd.read_csv(Path(data_dir) / "ag_news" / "test.csv").head(64)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_rows.to_csv(Path(tmp) / "train.csv", index=False)
+        check_rows.to_csv(Path(tmp) / "check.csv", index=False)
+        cfg = TrainConfig(
+            train_file=f"{tmp}/train.csv",
+            validation_file=f"{tmp}/check.csv",
+            test_file=f"{tmp}/check.csv",
+            output=f"{tmp}/model",
+            epochs=1,
+            learning_rate=LEARNING_RATE,
+            warmup_steps=10_000,  # capped to max_warmup_fraction (10%) of the run, as for the tutorial
+            baseline=False,
+        )
+        metrics = train(cfg, echo=lambda *a: None)
+    tokenizer = AutoTokenizer.from_pretrained(default_encoder())
+    real_tokens = [len(ids) for ids in tokenizer(train_rows["text"].tolist(), truncation=True, max_length=128)["input_ids"]]
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(default_encoder(), num_labels=4)
+    return {
+        "samples_per_second": metrics["train_samples_per_second"],
+        "train_loss": metrics["train_loss"],
+        "real_tokens_per_sample": statistics.mean(real_tokens),
+        "useful_gflop_per_sample": useful_flops_per_sample(model, real_tokens) / 1e9,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--json", default=str(REPO / "bench" / "results" / "train_speed.json"))
+    parser.add_argument("--one", choices=["tutorial", "headcls"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        import logging
+
+        logging.disable(logging.WARNING)
+        run = run_tutorial if args.one == "tutorial" else run_headcls
+        print(json.dumps(run(args.rows, args.data_dir)))
+        return
+
+    peaks = {name: gemm_peak(name) for name in ("float32", "bfloat16")}
+    runs: dict[str, list[dict]] = {"tutorial": [], "headcls": []}
+    for repeat in range(args.repeats):  # interleaved, so slow phases of a shared machine hit both
+        for name in runs:
+            result = child_json([__file__, "--one", name, "--rows", str(args.rows), "--data-dir", args.data_dir])
+            runs[name].append(result)
+            print(f"repeat {repeat + 1} {name}: {result['samples_per_second']:.1f} samples/s", file=sys.stderr)
+
+    summary = []
+    for name, results in runs.items():
+        med = {k: statistics.median(r[k] for r in results) for k in ("samples_per_second", "train_loss", "peak_rss_mb")}
+        gflops = med["samples_per_second"] * results[0]["useful_gflop_per_sample"]
+        peak = peaks["bfloat16"] if name == "headcls" else peaks["float32"]
+        summary.append({
+            "recipe": name,
+            **med,
+            "useful_gflop_per_sample": results[0]["useful_gflop_per_sample"],
+            "useful_gflops": gflops,
+            "gemm_peak_gflops": peak,
+            "fraction_of_peak": gflops / peak,
+            "fraction_of_bf16_peak": gflops / peaks["bfloat16"],
+        })
+    ratio = summary[1]["samples_per_second"] / summary[0]["samples_per_second"]
+    print(table(summary, [
+        ("recipe", "recipe", "s"), ("samples_per_second", "samples/s (median)", ".1f"),
+        ("train_loss", "train loss", ".3f"), ("peak_rss_mb", "peak RSS MB", ".0f"),
+        ("useful_gflops", "useful GFLOP/s", ".0f"), ("gemm_peak_gflops", "GEMM peak (own dtype)", ".0f"),
+        ("fraction_of_peak", "of own peak", ".0%"), ("fraction_of_bf16_peak", "of bf16 peak", ".0%"),
+    ]))
+    print(f"\nheadcls / tutorial: {ratio:.1f}x  ({args.rows} rows, {args.repeats} repeats; GEMM peak fp32 "
+          f"{peaks['float32']:.0f}, bf16 {peaks['bfloat16']:.0f} GFLOP/s)")
+    write_json(Path(args.json), {"machine": machine(), "rows": args.rows, "repeats": args.repeats,
+                                 "gemm_peak_gflops": peaks, "summary": summary, "ratio": ratio, "runs": runs})
+
+
+if __name__ == "__main__":
+    main()
