@@ -20,7 +20,6 @@ KEYWORDS = {
     "science": ["space", "nasa", "software", "internet", "research", "chip"],
 }
 FILLER = ["the", "a", "of", "in", "today", "new", "report", "says", "after", "week"]
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def toy_rows(n: int, seed: int) -> pd.DataFrame:
@@ -37,27 +36,14 @@ def toy_rows(n: int, seed: int) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT with a WordPiece vocab covering the toy corpus."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import AutoTokenizer
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = SPECIAL + sorted({w for ws in KEYWORDS.values() for w in ws} | set(FILLER) | {"unseen", "words"})
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)  # the same tiny model in every session: tests that train on it are repeatable
-    BertModel(config).save_pretrained(folder)
-    # On transformers 5, BertTokenizerFast(vocab_file=...) ignores the vocabulary; from_pretrained(dir) reads it.
-    tokenizer = BertTokenizerFast.from_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    ids = tokenizer("market goal space")["input_ids"]
-    assert tokenizer.unk_token_id not in ids, "the tiny tokenizer must know the toy words"
+    from headcls.testing import tiny_bert
+
+    words = [w for ws in KEYWORDS.values() for w in ws] + FILLER + ["unseen", "words"]
+    folder = tiny_bert(tmp_path_factory.mktemp("tiny-bert"), words)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.unk_token_id not in tokenizer("market goal space")["input_ids"], "the toy words are known"
     return folder
 
 
@@ -69,7 +55,7 @@ def toy_data(tmp_path_factory) -> Path:
     return folder
 
 
-TINY_TRAIN = ["--epochs", "15", "--batch-size", "16", "--learning-rate", "3e-3", "--warmup-steps", "0"]
+TINY_TRAIN = ["--epochs", "20", "--batch-size", "16", "--learning-rate", "3e-3", "--warmup-steps", "0", "--seed", "1"]
 
 
 @pytest.fixture(scope="session")

@@ -206,6 +206,28 @@ def test_export_refuses_to_overwrite(tmp_path, trained_dir, capsys):
     assert_one_line_error(code, err, "already holds files; pass --overwrite to replace them")
 
 
+def test_export_bad_input(tmp_path, trained_dir, capsys):
+    code, err = run(["export", "--model", str(trained_dir), "--output", str(trained_dir)], capsys)
+    assert_one_line_error(code, err, "--output must differ from --model")
+    code, err = run(["export", "--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "x")], capsys)
+    assert_one_line_error(code, err, "nowhere: no such folder")
+    onnx_only = tmp_path / "onnx-only"
+    onnx_only.mkdir()
+    shutil.copy(trained_dir / "config.json", onnx_only)
+    (onnx_only / "model.onnx").write_bytes(b"not really")
+    code, err = run(["export", "--model", str(onnx_only), "--output", str(tmp_path / "x")], capsys)
+    assert_one_line_error(code, err, "export needs a model folder with model.safetensors")
+    assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_without_labelled_data(tmp_path, trained_dir, capsys):
+    code, err = run(["evaluate", "--model", str(trained_dir)], capsys)
+    assert_one_line_error(code, err, "no data to evaluate: pass --test-file FILE, --data FOLDER or --data ag_news")
+    test = write(tmp_path, "test.csv", "text\nno labels here\n")
+    code, err = run(["evaluate", "--model", str(trained_dir), "--test-file", test], capsys)
+    assert_one_line_error(code, err, "test.csv: missing label column 'label'; columns found: 'text'")
+
+
 def test_latin1_works_with_encoding_flag(tmp_path):
     from headcls.config import DataConfig
     from headcls.data import read_labelled

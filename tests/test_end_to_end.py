@@ -44,7 +44,7 @@ def test_metrics_json_has_the_report_fields(trained_dir):
     assert sum(map(sum, cm["matrix"])) == 60
     assert metrics["accuracy"] > 0.8, "the keyword task is easy: the tiny model must learn it"
     assert metrics["baseline"]["name"] == "tfidf+logreg" and metrics["baseline"]["num_examples"] == 60
-    assert len(metrics["validation"]) == 15, "one validation entry per epoch"
+    assert len(metrics["validation"]) == 20, "one validation entry per epoch"
     predictions = pd.read_csv(trained_dir / "predictions.csv")
     assert list(predictions.columns) == ["text", "label", "predicted", "score"]
     assert len(predictions) == 60

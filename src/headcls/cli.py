@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-steps", type=int, default=S)
     g.add_argument("--max-length", type=int, default=S)
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=S)
-    g.add_argument("--dropout", type=float, default=S, help="every dropout rate of the encoder (default 0)")
+    g.add_argument("--dropout", type=float, default=S, help="every dropout rate of the encoder (default: its own; 0 is faster)")
     g.add_argument("--logging-steps", type=int, default=S)
     g.add_argument("--early-stopping-patience", type=int, default=S, help="epochs without better validation F1")
     g.add_argument("--keep-best", action="store_true", default=S, help="keep the epoch with best validation F1")
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--output", default=S, help="folder for metrics.json, plots, predictions.csv")
     e.add_argument("--backend", choices=["auto", "torch", "onnx"], default=S)
+    e.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=S, help="torch backend")
     e.add_argument("--batch-size", type=int, default=S)
     add_data_flags(e)
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="torch backend")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int)
 
@@ -117,7 +119,9 @@ def cmd_predict(args) -> int:
         raise HeadclsError("predict needs sentences as arguments or --input FILE")
     if args.top_k < 1:
         raise HeadclsError(f"--top-k must be at least 1, got {args.top_k}")
-    clf = Classifier.from_pretrained(args.model, backend=args.backend, batch_size=args.batch_size, threads=args.threads)
+    clf = Classifier.from_pretrained(
+        args.model, backend=args.backend, precision=args.precision, batch_size=args.batch_size, threads=args.threads
+    )
     top_k = min(args.top_k, len(clf.labels))
     if args.input:
         if not args.output:
