@@ -122,3 +122,46 @@ def test_same_seed_gives_identical_predictions(tiny_model_dir, toy_data, tmp_pat
         assert main(argv) == 0
         probs.append(pd.read_csv(out / "predictions.csv")["score"].tolist())
     assert probs[0] == probs[1]
+
+
+@pytest.fixture(scope="module")
+def exported_dirs(trained_dir, tmp_path_factory):
+    folders = {}
+    for name, flags in (("fp32", []), ("int8", ["--int8"])):
+        out = tmp_path_factory.mktemp("onnx") / name
+        assert main(["-q", "export", "--model", str(trained_dir), "--output", str(out), *flags]) == 0
+        folders[name] = out
+    return folders
+
+
+def test_export_matches_torch_and_needs_no_weights_file(trained_dir, exported_dirs):
+    from conftest import toy_rows
+
+    texts = toy_rows(30, seed=9)["text"].tolist() + ["goal", "the market of stock in bank today shares trade"]
+    torch_clf = Classifier.from_pretrained(trained_dir, backend="torch", precision="fp32")
+    onnx_clf = Classifier.from_pretrained(exported_dirs["fp32"])
+    assert onnx_clf.backend == "onnx" and not list(exported_dirs["fp32"].glob("*.safetensors"))
+    expected, got = torch_clf.predict(texts), onnx_clf.predict(texts)
+    assert [r["label"] for r in got] == [r["label"] for r in expected]
+    assert [r["score"] for r in got] == pytest.approx([r["score"] for r in expected], abs=1e-4)
+    size = {name: (folder / "model.onnx").stat().st_size for name, folder in exported_dirs.items()}
+    assert size["int8"] < size["fp32"]  # the real encoder: 23.0 MB against 91.0 MB (BENCHMARKS.md)
+
+
+@pytest.mark.parametrize("backend", ["torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8"])
+def test_every_backend_keeps_input_order_and_label_names(backend, trained_dir, exported_dirs):
+    kind, variant = backend.split("-")
+    if kind == "torch":
+        from headcls.hardware import bf16_supported
+
+        if variant == "bf16" and not bf16_supported():
+            pytest.skip("no bf16 on this machine")
+        clf = Classifier.from_pretrained(trained_dir, backend="torch", precision=variant, batch_size=2)
+    else:
+        clf = Classifier.from_pretrained(exported_dirs[variant], batch_size=2)
+    texts = ["the coach of the team after the match", "bank", "nasa space research chip software internet",
+             "goal", "the stock market shares and trade profit today"]
+    batched = clf.predict(texts)
+    assert [r["label"] for r in batched] == [clf.predict([t])[0]["label"] for t in texts]
+    assert {r["label"] for r in batched} <= {"business", "science", "sports"}
+    assert [r["label"] for r in batched][:2] == ["sports", "business"]
