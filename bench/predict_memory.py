@@ -17,8 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_DATA_DIR, REPO, machine, run_child, table, write_json  # noqa: E402
-
+from common import DEFAULT_DATA_DIR, REPO, machine, run_child, table, write_json
 
 MAX_TOKENS = 32  # texts are read whole but truncated to 32 tokens: a 1 GB run then takes minutes, not an hour
 

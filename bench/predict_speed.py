@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_DATA_DIR, REPO, child_json, gemm_peak, machine, run_child, table, write_json  # noqa: E402
+from common import DEFAULT_DATA_DIR, REPO, child_json, gemm_peak, machine, run_child, table, write_json
 
 
 def run_pipeline(model: str, rows_csv: str) -> dict:

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_DATA_DIR, REPO, child_json, gemm_peak, machine, table, write_json  # noqa: E402
+from common import DEFAULT_DATA_DIR, REPO, child_json, gemm_peak, machine, table, write_json
 
 LEARNING_RATE = 5e-5
 TUTORIAL_BLOCK = 1000  # datasets.map's default batch size: the tutorial pads to the longest of each block
@@ -46,7 +46,6 @@ def useful_flops_per_sample(model, token_counts: list[int]) -> float:
 
 
 def run_tutorial(rows: int, data_dir: str) -> dict:
-    import pandas as pd
     from datasets import Dataset
     from transformers import (
         AutoModelForSequenceClassification,

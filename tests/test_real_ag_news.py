@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import SHARED_DATA
+
 from headcls.cli import main
 
 pytestmark = pytest.mark.slow

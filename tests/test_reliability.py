@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
-
 from conftest import TINY_TRAIN
+
 from headcls.cli import main
 
 SLOW_RUN = Path(__file__).with_name("slow_run.py")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import io
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +91,14 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
         raise HeadclsError(f"{path}: cannot be parsed as {fmt.upper()} ({str(e).splitlines()[0]})") from None
 
 
+def is_missing(value) -> bool:
+    """The missing values JSONL and Parquet carry: null and NaN (CSV cells are read as strings)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def normalise_label(value) -> str | None:
     """A label as a string name: 3, 3.0 and "3" are all "3"; blanks and NaN are None."""
-    if value is None or (isinstance(value, float) and value != value):
+    if is_missing(value):
         return None
     text = str(value).strip()
     if not text:
@@ -128,7 +134,7 @@ def text_and_labels(
             hint = " (only one column: is the delimiter right? .csv is read comma-separated, .tsv tab-separated)"
         kind = "text" if missing[0] in text_columns else "label"
         raise HeadclsError(f"{path}: missing {kind} column {missing[0]!r}; columns found: {found}{hint}")
-    parts = [frame[c].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)) for c in text_columns]
+    parts = [frame[c].map(lambda v: "" if is_missing(v) else str(v)) for c in text_columns]
     text = parts[0]
     for part in parts[1:]:
         text = text.str.cat(part, sep=" ")

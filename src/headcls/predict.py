@@ -138,7 +138,7 @@ class Classifier:
         out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            features = [{k: encoded[k][i] for k in encoded.keys()} for i in chunk]
+            features = [{k: encoded[k][i] for k in encoded} for i in chunk]
             batch = self.tokenizer.pad(features, return_tensors="np")
             out[chunk] = self.runner(dict(batch))
         return out
