@@ -89,8 +89,9 @@ class Classifier:
         [{'label': 'Business', 'score': 0.97}]
     """
 
-    def __init__(self, tokenizer, runner, max_length: int, batch_size: int = 64):
+    def __init__(self, tokenizer, runner, max_length: int, batch_size: int = 64, backend: str = "torch"):
         self.tokenizer = tokenizer
+        self.backend = backend
         self.runner = runner
         self.max_length = max_length
         self.batch_size = batch_size
@@ -124,9 +125,7 @@ class Classifier:
             runner = TorchRunner(str(folder), precision)
         positions = getattr(runner.config, "max_position_embeddings", 512)
         max_length = min(tokenizer.model_max_length, positions)
-        clf = cls(tokenizer, runner, max_length, batch_size)
-        clf.backend = backend
-        return clf
+        return cls(tokenizer, runner, max_length, batch_size, backend)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Logits (N, num_labels) in input order; batches are formed from length-sorted texts."""

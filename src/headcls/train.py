@@ -136,6 +136,8 @@ def make_trainer(**kwargs):
 
     class SeededTrainer(Trainer):
         def _get_train_sampler(self, train_dataset=None):
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             return EpochSeededSampler(
                 self.args.train_batch_size * self.args.gradient_accumulation_steps,
