@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from headcls.errors import HeadclsError
+from headcls.fast import cls_only_last_layer
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def attention_for(device: str) -> str | None:
 
 
 def build_classifier(name: str, labels: list[str], dropout: float | None = None, device: str = "cpu"):
-    """A pre-trained encoder with a fresh classification head on [CLS], carrying the real label names.
+    """A pre-trained encoder with a fresh classification head on [CLS], carrying the real label names; its last
+    layer computes [CLS] only (see headcls.fast).
 
     `dropout` (when not None) replaces every dropout rate of the encoder config.
     """
@@ -95,7 +97,7 @@ def build_classifier(name: str, labels: list[str], dropout: float | None = None,
             for key in DROPOUT_KEYS:
                 if hasattr(config, key):
                     setattr(config, key, dropout)
-        return AutoModelForSequenceClassification.from_pretrained(
+        classifier = AutoModelForSequenceClassification.from_pretrained(
             name,
             config=config,
             attn_implementation=attention_for(device),
@@ -104,10 +106,13 @@ def build_classifier(name: str, labels: list[str], dropout: float | None = None,
         )
     except (OSError, ValueError) as e:
         raise HeadclsError(f"--model {name}: cannot load it as an encoder ({str(e).splitlines()[0]})") from None
+    cls_only_last_layer(classifier)
+    return classifier
 
 
 def load_classifier(folder: str, device: str = "cpu", bf16: bool = False):
-    """A trained classifier folder, checked before loading; bf16 weights when asked (inference only)."""
+    """A trained classifier folder, checked before loading; bf16 weights when asked (inference only); the last
+    layer computes [CLS] only."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -122,4 +127,5 @@ def load_classifier(folder: str, device: str = "cpu", bf16: bool = False):
         )
     except (OSError, ValueError, RuntimeError) as e:
         raise HeadclsError(f"{folder}: the weights do not load ({str(e).splitlines()[0]})") from None
+    cls_only_last_layer(model)
     return model.to(device)

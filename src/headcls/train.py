@@ -112,7 +112,8 @@ class StopOnSignal:
 
 
 def make_trainer(**kwargs):
-    """A Trainer whose length-grouped batches depend only on the seed and the epoch.
+    """A Trainer whose length-grouped batches depend only on the seed and the epoch, and whose evaluation reads
+    the (length-sorted) evaluation set in order.
 
     The stock LengthGroupedSampler draws from the global RNG when an epoch starts; a run resumed in the middle
     of an epoch starts from another RNG state, so it would skip the wrong batches. Seeding each epoch's order
@@ -135,6 +136,13 @@ def make_trainer(**kwargs):
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
     class SeededTrainer(Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            # Stock group_by_length also shuffles evaluation batches, in random groups of one batch for small
+            # sets (up to 3x padding). headcls sorts evaluation sets by length: read them in that order.
+            if eval_dataset is None or self.args.world_size > 1:
+                return super()._get_eval_sampler(eval_dataset)
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(train_dataset)
@@ -201,6 +209,7 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
     from headcls import data, model
+    from headcls.fast import cpu_dropout
     from headcls.hardware import device, use_bf16
 
     output = Path(cfg.output)
@@ -241,7 +250,8 @@ def train(cfg: TrainConfig, echo=print) -> dict:
             callbacks=[*callbacks, stop.callback],
         )
         started = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        with cpu_dropout():
+            result = trainer.train(resume_from_checkpoint=resume_from)
         seconds = time.perf_counter() - started
     if stop.requested:
         raise Interrupted(
