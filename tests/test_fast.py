@@ -3,6 +3,7 @@ masks that drop at the asked rate, keep the expected value, and are reproducible
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -101,8 +102,8 @@ def test_evaluation_batches_follow_the_length_sorted_order(tmp_path, tiny_model_
     from headcls.train import make_trainer, training_arguments
 
     rng = random.Random(0)
-    words = "market stock goal team space nasa the of".split()
-    frame = __import__("pandas").DataFrame(
+    words = ["market", "stock", "goal", "team", "space", "nasa", "the", "of"]
+    frame = pd.DataFrame(
         {"text": [" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(100)], "label": ["a"] * 100}
     )
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
