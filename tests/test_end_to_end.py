@@ -165,3 +165,43 @@ def test_every_backend_keeps_input_order_and_label_names(backend, trained_dir, e
     assert [r["label"] for r in batched] == [clf.predict([t])[0]["label"] for t in texts]
     assert {r["label"] for r in batched} <= {"business", "science", "sports"}
     assert [r["label"] for r in batched][:2] == ["sports", "business"]
+
+
+def test_onnx_prediction_imports_neither_torch_nor_transformers(exported_dirs):
+    """The exported folder predicts through tokenizers + ONNX Runtime alone: a cold start of about 0.3 s."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from headcls.predict import Classifier; "
+        "clf = Classifier.from_pretrained(sys.argv[1]); print(clf.predict(['market stock bank'])[0]['label']); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(exported_dirs["int8"])], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[:2] == ["business", "[]"]
+
+
+@pytest.mark.parametrize("which", ["tiny", "default-encoder"])
+def test_rust_tokenizer_gives_the_transformers_ids(which, exported_dirs):
+    """The torch-free tokenizer of the ONNX path matches AutoTokenizer, ids and padding, on real AG News rows
+    and on awkward strings (accents, CJK, emoji, control and zero-width characters, truncation)."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from conftest import SHARED_DATA
+    from headcls.model import default_encoder
+    from headcls.predict import RustTokenizer
+
+    folder = str(exported_dirs["int8"]) if which == "tiny" else default_encoder()
+    reference, rust = AutoTokenizer.from_pretrained(folder), RustTokenizer.from_folder(folder)
+    assert rust is not None and rust.model_max_length == reference.model_max_length
+    texts = pd.read_csv(SHARED_DATA / "ag_news" / "test.csv")["text"].head(500).tolist()
+    texts += ["", "  ", "Ça va? ÉCOLE naïve — “quotes” 日本語 🙂", "market " * 300, "\t\n", "a\u00a0b\u200bc"]
+    expected, got = reference(texts, truncation=True, max_length=64), rust(texts, truncation=True, max_length=64)
+    for key in got:
+        assert got[key] == expected[key], key
+    rows = [{k: got[k][i] for k in got} for i in (0, 500, 503)]
+    padded, padded_ref = rust.pad(rows), reference.pad(rows, return_tensors="np")
+    for key in padded:
+        assert np.array_equal(padded[key], padded_ref[key]), key
