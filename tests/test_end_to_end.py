@@ -65,7 +65,7 @@ def test_classifier_predicts_names_scores_and_top_k(trained_dir):
     [result] = clf.predict(["nasa space research chip"], top_k=3)
     assert result["label"] == "science"
     assert 0 < result["score"] <= 1
-    assert [item["label"] for item in result["top_k"]][0] == "science"
+    assert result["top_k"][0]["label"] == "science"
     assert sum(item["score"] for item in result["top_k"]) == pytest.approx(1.0, abs=1e-4)
 
 
@@ -187,9 +187,9 @@ def test_rust_tokenizer_gives_the_transformers_ids(which, exported_dirs):
     """The torch-free tokenizer of the ONNX path matches AutoTokenizer, ids and padding, on real AG News rows
     and on awkward strings (accents, CJK, emoji, control and zero-width characters, truncation)."""
     import numpy as np
+    from conftest import SHARED_DATA
     from transformers import AutoTokenizer
 
-    from conftest import SHARED_DATA
     from headcls.model import default_encoder
     from headcls.predict import RustTokenizer
 
