@@ -53,8 +53,8 @@ class TrainConfig(DataConfig):
     # A short run would spend all its steps warming up: cap the warmup to this fraction of the run.
     max_warmup_fraction: float = 0.1
     max_length: int = 128
-    # None keeps the encoder's own dropout. 0 trains about 25 % faster on CPU (the masks are costly there) but
-    # cost 0.7 points of test accuracy on the tutorial protocol (BENCHMARKS.md).
+    # None keeps the encoder's own dropout. 0 skips the masks (cheap since headcls.fast.cpu_dropout) and cost
+    # 0.7 points of test accuracy on the tutorial protocol (BENCHMARKS.md).
     dropout: float | None = None
     precision: str = "auto"  # auto | bf16 | fp32
     logging_steps: int = 10

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import types
 
@@ -69,9 +70,7 @@ def cls_only_last_layer(model) -> bool:
 def _dropout_mask(shape, p: float):
     import torch
 
-    count = 1
-    for size in shape:
-        count *= size
+    count = math.prod(shape)
     words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)  # all 64 bits uniform
     bits = words.view(torch.int16)[:count].view(shape)
     return bits >= -32768 + round(p * 65536)
