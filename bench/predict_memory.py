@@ -25,12 +25,13 @@ MAX_TOKENS = 32  # texts are read whole but truncated to 32 tokens: a 1 GB run t
 def make_model(folder: Path) -> Path:
     from transformers import AutoTokenizer
 
+    from headcls.data import AG_NEWS_LABELS
     from headcls.model import build_classifier, default_encoder
     from headcls.testing import tiny_bert
 
     vocab = (Path(default_encoder()) / "vocab.txt").read_text(encoding="utf-8").split("\n")
     encoder = tiny_bert(folder / "encoder", [w for w in vocab if w], max_positions=MAX_TOKENS)
-    model = build_classifier(str(encoder), ["World", "Sports", "Business", "Sci/Tech"])
+    model = build_classifier(str(encoder), AG_NEWS_LABELS)
     model.save_pretrained(folder / "model")
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     tokenizer.model_max_length = MAX_TOKENS

@@ -8,7 +8,7 @@ Every variant classifies the same first --rows AG News test rows, each in a fres
   --output X.csv --backend B`, load included (ONNX folders are exported first, outside the timing).
 Reports sentences/s over the whole command (and model time alone for the pipeline), cold start (a fresh process
 to its first prediction of one sentence, imports included), peak RSS, accuracy on those rows, and the ratio to
-the pipeline. Useful GFLOP/s counts 2 x non-embedding parameters x real tokens per sentence, against GEMM peaks
+the pipeline. Useful GFLOP/s counts the encoder's work on the real tokens (`common.useful_gflop`), against GEMM peaks
 measured in the same run on the encoder's shape: fp32 and bf16 through torch, int8 through ONNX Runtime; each
 variant against the peak of the arithmetic it runs in ("own peak"), and the ceiling that the int8 peak puts on
 any backend of this model.
@@ -97,10 +97,11 @@ def main() -> None:
 
     import pandas as pd
 
+    from headcls.data import AG_NEWS_LABELS
+
     work = Path(tempfile.mkdtemp(prefix="headcls-bench-"))
     rows = pd.read_csv(Path(args.data_dir) / "ag_news" / "test.csv").head(args.rows)
-    names = ["World", "Sports", "Business", "Sci/Tech"]
-    truth = [names[i] for i in rows["label"]]
+    truth = [AG_NEWS_LABELS[i] for i in rows["label"]]
     rows_csv = str(work / "rows.csv")
     rows[["text"]].to_csv(rows_csv, index=False)
 
