@@ -74,7 +74,8 @@ def main() -> None:
         out = work / "output.jsonl"
         # fp32: bf16 kernels are slow at this tiny width (32), and speed is not the question here
         run = run_child([sys.executable, "-m", "headcls", "-q", "predict", "--model", str(model),
-                         "--input", str(big), "--output", str(out), "--precision", "fp32", "--batch-size", "256"])
+                         "--input", str(big), "--output", str(out), "--precision", "fp32", "--batch-size", "256",
+                         "--overwrite"])
         written = sum(1 for _ in out.open(encoding="utf-8"))
         assert written == rows, f"{written} predictions for {rows} rows"
         results.append({"input": name, "input_mb": big.stat().st_size / 2**20, "rows": rows,

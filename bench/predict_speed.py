@@ -61,7 +61,7 @@ PIPELINE_COLD = (
 
 def headcls_command(model: str, rows_csv: str, out_csv: str, backend: str) -> list[str]:
     return [sys.executable, "-m", "headcls", "-q", "predict", "--model", model, "--input", rows_csv,
-            "--output", out_csv, "--backend", backend]
+            "--output", out_csv, "--backend", backend, "--overwrite"]
 
 
 def cold_start(model: str, backend: str) -> float:

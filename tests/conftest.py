@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
 
 from headcls.cli import main
+
+# Nothing in the tests may reach the hub: a hub id fails at once instead of waiting on the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("HEADCLS_DATA_DIR", None)
+
+# Fuzzing (tests/test_fuzz.py): CI runs a fixed sample ("ci"); `--hypothesis-profile long` explores at random.
+SLOW_EXAMPLES = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large,
+                 HealthCheck.filter_too_much]
+settings.register_profile("ci", max_examples=40, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=SLOW_EXAMPLES, print_blob=True)
+settings.register_profile("long", max_examples=1000, deadline=None, suppress_health_check=SLOW_EXAMPLES,
+                          print_blob=True)
+settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -31,7 +31,7 @@ TRAIN_CASES = [
     ("wrong-delimiter", {"t.csv": "text;label\nx;a\ny;b\n"}, ["--train-file", "{t.csv}"],
      "only one column: is the delimiter right?"),
     ("empty-text-row", {"t.csv": "text,label\nx,a\n ,b\nz,a\n"}, ["--train-file", "{t.csv}"],
-     "t.csv: row 2 has an empty text in text"),
+     "t.csv: row 2 has no text in text (empty or only whitespace)"),
     ("blank-label", {"t.csv": "text,label\nx,a\ny,\nz,b\n"}, ["--train-file", "{t.csv}"],
      "t.csv: row 2 has an empty label in column 'label'"),
     ("nan-label-jsonl", {"t.jsonl": '{"text": "x", "label": 1}\n{"text": "y", "label": null}\n'},
@@ -46,7 +46,7 @@ TRAIN_CASES = [
     ("latin-1", {"t.csv": "text,label\ncaf\xe9 news,a\nx,b\n".encode("latin-1")}, ["--train-file", "{t.csv}"],
      "t.csv: is not utf-8 text (byte 0xe9 at offset 14); if the file is in another encoding, pass it with --encoding"),
     ("nul-byte", {"t.csv": b"text,label\nx\x00y,a\n"}, ["--train-file", "{t.csv}"],
-     "t.csv: contains a NUL byte at offset 12; this is not a text file"),
+     "t.csv: contains a NUL character (character 12 of the utf-8 text); this is not a text file"),
     ("empty-file", {"t.csv": ""}, ["--train-file", "{t.csv}"], "t.csv: the file is empty"),
     ("header-only", {"t.csv": "text,label\n"}, ["--train-file", "{t.csv}"], "t.csv: has a header but no rows"),
     ("unsupported-type", {"t.xlsx": "x"}, ["--train-file", "{t.xlsx}"],
@@ -57,22 +57,22 @@ TRAIN_CASES = [
     ("too-few-rows", {"t.csv": "text,label\n" + ROWS}, ["--train-file", "{t.csv}"],
      "only 3 training rows over 3 classes: too few to hold out a validation split"),
     ("bad-json", {"t.jsonl": '{"text": "x", "label": 1}\n{oops\n'}, ["--train-file", "{t.jsonl}"],
-     "t.jsonl: cannot be parsed as JSONL"),
+     "t.jsonl: line 2 is not valid JSON"),
     ("no-data", {}, [], "no training data: pass --data ag_news, --data FOLDER or --train-file FILE"),
     ("data-not-a-folder", {}, ["--data", "imdb"], "--data imdb: not 'ag_news' and not a folder"),
     ("ag-news-dir-missing", {}, ["--data", "ag_news", "--data-dir", "{dir}"], "ag_news/train.csv: file not found"),
     ("config-unknown-key", {"c.yaml": "epochs: 2\nlearnin_rate: 0.1\n"}, ["--config", "{c.yaml}"],
-     "c.yaml: unknown key 'learnin_rate'; valid keys are: data, data_dir,"),
+     "c.yaml: unknown key 'learnin_rate' (did you mean 'learning_rate'?); valid keys are: baseline, batch_size,"),
     ("config-wrong-type", {"c.yaml": "epochs: three\n"}, ["--config", "{c.yaml}"],
-     "c.yaml: key 'epochs' must be float, got str 'three'"),
+     "c.yaml: key 'epochs' must be a number, got 'three'"),
     ("config-bool-as-number", {"c.yaml": "batch_size: true\n"}, ["--config", "{c.yaml}"],
-     "key 'batch_size' must be int, got bool True"),
+     "key 'batch_size' must be a whole number, got True"),
     ("config-not-mapping", {"c.yaml": "- a\n- b\n"}, ["--config", "{c.yaml}"],
      "c.yaml: a config file must be a mapping of keys to values, got list"),
     ("config-bad-precision", {"c.yaml": "precision: fp8\n"}, ["--config", "{c.yaml}"],
-     "precision must be one of auto, bf16, fp32, got 'fp8'"),
+     "key 'precision' must be one of auto, bf16, fp32, got 'fp8'"),
     ("config-bad-fraction", {"c.yaml": "validation_fraction: 1.5\n"}, ["--config", "{c.yaml}"],
-     "validation_fraction must be between 0 and 1, got 1.5"),
+     "key 'validation_fraction' must be less than 1, got 1.5"),
     ("config-missing", {}, ["--config", "nowhere.yaml"], "nowhere.yaml: config file not found"),
 ]
 
@@ -141,7 +141,7 @@ def test_model_config_that_does_not_match_weights(tmp_path, trained_dir, capsys)
     config["num_attention_heads"] = 4
     (broken / "config.json").write_text(json.dumps(config))
     code, err = run(["predict", "--model", str(broken), "text"], capsys)
-    assert_one_line_error(code, err, "mismatch: the weights do not load")
+    assert_one_line_error(code, err, "mismatch: config.json does not match model.safetensors")
 
 
 def test_existing_output_is_kept_without_overwrite(tmp_path, tiny_model_dir, capsys):
@@ -177,7 +177,7 @@ def test_evaluate_label_unknown_to_model(tmp_path, trained_dir, capsys):
         (["--input", "{in.bin}", "--output", "{out.csv}"], "unsupported file type"),
         (["--input", "{in.txt}", "--output", "{out.xml}"], "--output {out.xml}: write .csv or .jsonl"),
         (["--input", "{in.txt}"], "--input needs --output FILE (.csv or .jsonl)"),
-        (["--input", "{nul.txt}", "--output", "{out.csv}"], "contains a NUL byte"),
+        (["--input", "{nul.txt}", "--output", "{out.csv}"], "nul.txt: contains a NUL character"),
         (["--input", "{latin.csv}", "--output", "{out.csv}"], "is not utf-8 text"),
         (["--backend", "onnx", "x"], "no model.onnx; create one with: headcls export"),
     ],
@@ -208,7 +208,8 @@ def test_export_refuses_to_overwrite(tmp_path, trained_dir, capsys):
 
 def test_export_bad_input(tmp_path, trained_dir, capsys):
     code, err = run(["export", "--model", str(trained_dir), "--output", str(trained_dir)], capsys)
-    assert_one_line_error(code, err, "--output must differ from --model")
+    expected = f"--output {trained_dir} is the input --model {trained_dir}; choose another output"
+    assert_one_line_error(code, err, expected)
     code, err = run(["export", "--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "x")], capsys)
     assert_one_line_error(code, err, "nowhere: no such folder")
     onnx_only = tmp_path / "onnx-only"

@@ -84,7 +84,7 @@ def test_predict_cli_sentences_and_files(trained_dir, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["label"] for line in lines] == ["sports", "business"]
 
-    (tmp_path / "in.txt").write_text("space internet software\n\nmarket trade bank\n", encoding="utf-8")
+    (tmp_path / "in.txt").write_text("space internet software\r\nmarket trade bank\n", encoding="utf-8")
     out = tmp_path / "out.csv"
     assert main(["predict", "--model", str(trained_dir), "--input", str(tmp_path / "in.txt"),
                  "--output", str(out), "--top-k", "2"]) == 0

@@ -1,5 +1,3 @@
-import sys
+from headcls.cli import run
 
-from headcls.cli import main
-
-sys.exit(main())
+run()

@@ -1,168 +1,259 @@
-"""Command line: thin argparse subcommands over the library. `main(argv)` returns the exit status."""
+"""Command line: subcommands whose flags are generated from the option schemas in `headcls.config`.
+
+argparse only collects strings; the schema converts and checks them (with the YAML file's values), so every
+option is checked in one place. `main(argv)` returns the exit status: 0 done, 2 a mistake the user can fix
+(one line on stderr), 130 interrupted (Ctrl-C or SIGTERM, after cleaning up); 1 is a bug (with a traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
+import signal
 import sys
+import typing
+from contextlib import contextmanager
 
-from headcls.errors import HeadclsError, Interrupted
+from headcls.errors import USER_ERRNOS, HeadclsError, Interrupted
 
-S = argparse.SUPPRESS  # flags not given stay out of the namespace, so they don't override the config file
+HELP = {
+    "train": "fine-tune an encoder + classification head, evaluate, save",
+    "evaluate": "score a trained model on labelled data",
+    "predict": "classify sentences or a file",
+    "export": "write an ONNX Runtime model folder (optionally int8)",
+}
+# Values that start with '-' but are numbers (argparse alone takes only -1 and -1.5 as values, not -1e-3 or -inf).
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
-def add_data_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default=S, help="'ag_news', or a folder holding train.* / validation.* / test.*")
-    g.add_argument("--data-dir", default=S, help="local folder holding ag_news/train.csv and ag_news/test.csv")
-    g.add_argument("--train-file", default=S, help="CSV, TSV, JSONL or Parquet")
-    g.add_argument("--validation-file", default=S)
-    g.add_argument("--test-file", default=S)
-    g.add_argument("--text-column", nargs="+", default=S, help="one or more columns, joined with a space")
-    g.add_argument("--label-column", default=S)
-    g.add_argument("--encoding", default=S, help="text encoding of the data files (default utf-8)")
-    g.add_argument("--train-samples", type=int, default=S, help="use the first N training rows")
-    g.add_argument("--stratify", action="store_true", default=S, help="a seeded stratified sample instead")
-    g.add_argument("--validation-fraction", type=float, default=S)
-    g.add_argument("--test-samples", type=int, default=S, help="use the first N test rows")
-    g.add_argument("--seed", type=int, default=S)
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake on one line (exit 2) instead of the usage block."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER  # argparse's hook for what looks like a negative number
+
+    def parse_args(self, args=None, namespace=None):
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
+
+    def error(self, message: str) -> typing.NoReturn:
+        unknown = re.match(r"unrecognized arguments: (--?[\w-]+)", message)
+        commands = self._subparsers._group_actions[0].choices if self._subparsers else {}
+        command = next((a for a in getattr(self, "argv", []) if a in commands), None)
+        if unknown and command:
+            def flags(parser):
+                return [o for a in parser._actions for o in a.option_strings]
+
+            elsewhere = [c for c, p in commands.items() if unknown.group(1) in flags(p)]
+            close = difflib.get_close_matches(unknown.group(1), flags(commands[command]), n=1)
+            if elsewhere:
+                message += f"; {unknown.group(1)} is an option of {' and '.join(elsewhere)}, not of {command}"
+            elif close:
+                message += f"; did you mean {close[0]}?"
+        self.exit(2, f"headcls: error: {printable(message)} (see: {self.prog} --help)\n")
+
+
+def _metavar(name: str, annotation) -> str:
+    from headcls.config import base_type
+
+    base = base_type(annotation)
+    if typing.get_origin(base) is typing.Literal:
+        return "{" + ",".join(typing.get_args(base)) + "}"
+    return {int: "N", float: "X"}.get(base) or name.split("_")[-1].upper()  # --test-file FILE, --model MODEL
+
+
+def add_options(parser: argparse.ArgumentParser, schema) -> None:
+    """One flag per schema field; values stay strings until the schema checks them."""
+    from headcls.config import Positional, Runs, base_type
+
+    # The command's own options first, then those every command that runs a model shares.
+    for name, field in sorted(schema.model_fields.items(), key=lambda item: item[0] in Runs.model_fields):
+        flag = "--" + name.replace("_", "-")
+        help_text = field.description or ""
+        if field.is_required():
+            help_text += " (required)"
+        elif (default := field.get_default(call_default_factory=True)) not in (None, [], False, True):
+            help_text += f" (default: {' '.join(default) if isinstance(default, list) else default})"
+        if any(isinstance(m, Positional) for m in field.metadata):
+            parser.add_argument(name, nargs="*", default=argparse.SUPPRESS, help=help_text)
+        elif field.annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        elif typing.get_origin(base_type(field.annotation)) is list:
+            parser.add_argument(flag, nargs="+", default=argparse.SUPPRESS, metavar="NAME", help=help_text)
+        else:
+            metavar = _metavar(name, field.annotation)
+            parser.add_argument(flag, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="headcls", description="Head-based text classification with BERT encoders.")
+    from headcls import __version__
+    from headcls.config import COMMAND_CONFIGS
+
+    parser = Parser(prog="headcls", description="Head-based text classification with BERT encoders.",
+                    allow_abbrev=False)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="fine-tune an encoder + classification head, evaluate, save")
-    t.add_argument("--config", help="YAML file of settings; flags override it")
-    add_data_flags(t)
-    g = t.add_argument_group("model and training")
-    g.add_argument("--model", default=S, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
-    g.add_argument("--output", default=S, help="the model folder to write")
-    g.add_argument("--epochs", type=float, default=S)
-    g.add_argument("--batch-size", type=int, default=S)
-    g.add_argument("--eval-batch-size", type=int, default=S)
-    g.add_argument("--learning-rate", type=float, default=S)
-    g.add_argument("--weight-decay", type=float, default=S)
-    g.add_argument("--warmup-steps", type=int, default=S)
-    g.add_argument("--max-length", type=int, default=S)
-    g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=S)
-    g.add_argument("--dropout", type=float, default=S, help="every dropout rate of the encoder (default: its own; 0 is faster)")
-    g.add_argument("--logging-steps", type=int, default=S)
-    g.add_argument("--early-stopping-patience", type=int, default=S, help="epochs without better validation F1")
-    g.add_argument("--keep-best", action="store_true", default=S, help="keep the epoch with best validation F1")
-    g.add_argument("--no-baseline", dest="baseline", action="store_false", default=S)
-    g.add_argument("--resume", action="store_true", default=S, help="continue from the last checkpoint")
-    g.add_argument("--overwrite", action="store_true", default=S, help="replace an existing output folder")
-    g.add_argument("--threads", type=int, default=S)
-
-    e = sub.add_parser("evaluate", help="score a trained model on labelled data")
-    e.add_argument("--model", required=True)
-    e.add_argument("--output", default=S, help="folder for metrics.json, plots, predictions.csv")
-    e.add_argument("--backend", choices=["auto", "torch", "onnx"], default=S)
-    e.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=S, help="torch backend")
-    e.add_argument("--batch-size", type=int, default=S)
-    add_data_flags(e)
-
-    p = sub.add_parser("predict", help="classify sentences or a file")
-    p.add_argument("--model", required=True)
-    p.add_argument("texts", nargs="*", help="sentences to classify")
-    p.add_argument("--input", help="txt (one text per line), CSV/TSV/JSONL/Parquet with a text column")
-    p.add_argument("--output", help="CSV or JSONL to write (default: print)")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--top-k", type=int, default=1)
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="torch backend")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int)
-
-    x = sub.add_parser("export", help="write an ONNX Runtime model folder (optionally int8)")
-    x.add_argument("--model", required=True)
-    x.add_argument("--output", required=True)
-    x.add_argument("--int8", action="store_true", help="dynamic int8 quantization")
-    x.add_argument("--check-file", help="labelled CSV/TSV/JSONL to compare both models on (default: none)")
-    x.add_argument("--check-samples", type=int, default=500)
-    x.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--version", action="version", version=f"headcls {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command, schema in COMMAND_CONFIGS.items():
+        p = sub.add_parser(command, help=HELP[command], description=schema.__doc__, allow_abbrev=False)
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+        p.add_argument("--config", help="YAML file of options (keys = flag names with underscores); flags override it")
+        add_options(p, schema)
     return parser
 
 
-def _options(args: argparse.Namespace, drop: tuple[str, ...]) -> dict:
-    return {k.replace("-", "_"): v for k, v in vars(args).items() if k not in drop}
+def torch_threads(cfg) -> None:
+    """torch's thread count is process-wide, so the CLI, which owns the process, sets it once at start (the
+    `Classifier` never does; ONNX Runtime takes it as a session option instead)."""
+    from headcls.predict import pick_backend
+
+    if cfg.threads and pick_backend(cfg.model, getattr(cfg, "backend", "torch")) == "torch":
+        import torch
+
+        torch.set_num_threads(cfg.threads)
 
 
-def cmd_train(args) -> int:
-    from headcls.config import TrainConfig, build_config
+def cmd_train(cfg) -> int:
     from headcls.train import train
 
-    cfg = build_config(TrainConfig, args.config, _options(args, ("command", "config", "quiet")))
     train(cfg)
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from headcls.config import build_config
-    from headcls.evaluate import EvaluateConfig, evaluate
+def cmd_evaluate(cfg) -> int:
+    from headcls.evaluate import evaluate
 
-    cfg = build_config(EvaluateConfig, None, _options(args, ("command", "quiet")))
+    torch_threads(cfg)
     evaluate(cfg)
     return 0
 
 
-def cmd_predict(args) -> int:
-    import json
+def cmd_predict(cfg) -> int:
+    from headcls.predict import predict_command
 
-    from headcls.predict import Classifier, predict_file
-
-    if not args.texts and not args.input:
-        raise HeadclsError("predict needs sentences as arguments or --input FILE")
-    if args.top_k < 1:
-        raise HeadclsError(f"--top-k must be at least 1, got {args.top_k}")
-    clf = Classifier.from_pretrained(
-        args.model, backend=args.backend, precision=args.precision, batch_size=args.batch_size, threads=args.threads
-    )
-    top_k = min(args.top_k, len(clf.labels))
-    if args.input:
-        if not args.output:
-            raise HeadclsError("--input needs --output FILE (.csv or .jsonl)")
-        n = predict_file(clf, args.input, args.output, top_k, args.text_column, args.encoding)
-        print(f"Wrote {n} predictions to {args.output}", file=sys.stderr)
-    if args.texts:
-        for text, result in zip(args.texts, clf.predict(args.texts, top_k=top_k)):
-            print(json.dumps({"text": text, **result}, ensure_ascii=False))
+    torch_threads(cfg)
+    predict_command(cfg)
     return 0
 
 
-def cmd_export(args) -> int:
+def cmd_export(cfg) -> int:
     from headcls.export import export
 
-    export(args.model, args.output, int8=args.int8, check_file=args.check_file,
-           check_samples=args.check_samples, overwrite=args.overwrite)
+    torch_threads(cfg)
+    export(cfg)
     return 0
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
 
 
-def setup_logging(quiet: bool) -> None:
-    logging.basicConfig(format="%(message)s", level=logging.WARNING if quiet else logging.INFO, force=True)
-    for noisy in ("transformers", "datasets", "httpx", "huggingface_hub", "matplotlib", "PIL"):
+NOISY = ("transformers", "datasets", "httpx", "huggingface_hub", "matplotlib", "PIL")
+
+
+@contextmanager
+def cli_logging(quiet: bool):
+    """Log lines to stderr while a command runs, as the CLI wants them; the logging setup before is restored after
+    (a program that calls `main` keeps its own)."""
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level, {name: logging.getLogger(name).level for name in NOISY})
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING if not quiet else logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if quiet:  # read when the libraries are imported, which the commands do later, lazily
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    try:
+        yield
+    finally:
+        root.handlers[:], level, levels = before
+        root.setLevel(level)
+        for name, old in levels.items():
+            logging.getLogger(name).setLevel(old)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM unwinds like Ctrl-C: staging folders, partial files and locks are cleaned up on the way out."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def printable(message: object) -> str:
+    """One line whatever a path or value holds: control characters (CR, LF, ESC, ...) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+
+
+def os_error_line(e: OSError) -> str:
+    where = e.filename if e.filename is not None else ""
+    if e.filename2 is not None:
+        where = f"{where} -> {e.filename2}"
+    reason = e.strerror or str(e)
+    return f"{where}: {reason}" if where else reason
+
+
+def say(line: str) -> None:
+    """The last words on stderr, at the start of a line: a progress bar cut short is closed first."""
+    tqdm = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+    print(printable(line), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.quiet)
+    """Run one command; return its exit status (see the module docstring)."""
     try:
-        return COMMANDS[args.command](args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) or a usage mistake (2, already printed on one line)
+        return int(e.code or 0)
+    from headcls.config import COMMAND_CONFIGS, build_config
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet")}
+    try:
+        with cli_logging(args.quiet), sigterm_as_interrupt():
+            cfg = build_config(COMMAND_CONFIGS[args.command], args.config, flags)
+            return COMMANDS[args.command](cfg)
     except Interrupted as e:
-        print(f"headcls: {e}", file=sys.stderr)
+        say(f"headcls: {e}")
         return 130
     except HeadclsError as e:
-        print(f"headcls: error: {e}", file=sys.stderr)
+        say(f"headcls: error: {e}")
         return 2
     except KeyboardInterrupt:
-        print("headcls: interrupted", file=sys.stderr)
+        say("headcls: interrupted; each output is either complete or untouched")
         return 130
+    except BrokenPipeError:  # `headcls predict ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        if e.errno not in USER_ERRNOS:
+            raise
+        say(f"headcls: error: {os_error_line(e)}")
+        return 2
+
+
+def run() -> None:
+    """The `headcls` program: `main` on the command line, then exit. A Ctrl-C or SIGTERM that arrives after the
+    command finished (while the interpreter shuts down) ends the process at once with 130, not a traceback."""
+    try:
+        status = main()
+    except KeyboardInterrupt:  # between the last output and main's own handler
+        status = 130
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: os._exit(130))
+    sys.exit(status)

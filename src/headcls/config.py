@@ -1,163 +1,412 @@
-"""Settings as dataclasses: defaults < YAML config file < command-line flags.
+"""Every option of every command, defined once: type, range, finiteness, default and help.
 
-The field names are the flag names with dashes turned into underscores, so a YAML config mirrors the CLI
-field for field.
+Each command has one pydantic model (`TrainConfig`, `EvaluateConfig`, `PredictConfig`, `ExportConfig`). The same
+model builds the command's flags (`headcls.cli`), checks a YAML config file (`--config`, keys = flag names with
+underscores), and checks every value before any work starts. Precedence: defaults < YAML file < flags.
+
+Rules that hold for every option, so no command can forget them:
+- numbers are finite; counts are whole numbers from 1 (or 0) up to 2**31 - 1;
+- strings are non-empty and hold no NUL character; a one-item list may be written as a plain string in YAML;
+- an output never equals an input, nor holds one inside it (it would be replaced).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import codecs
+import difflib
+import os
+import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from headcls.errors import HeadclsError
 
-
-@dataclass
-class DataConfig:
-    """Where the labelled text comes from and how it is read."""
-
-    data: str | None = None  # "ag_news" or a folder with train.* / validation.* / test.*
-    data_dir: str | None = None  # local folder holding ag_news/train.csv and ag_news/test.csv
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
-    text_column: list[str] = field(default_factory=lambda: ["text"])
-    label_column: str = "label"
-    encoding: str = "utf-8"
-    train_samples: int | None = None
-    stratify: bool = False
-    validation_fraction: float = 0.1
-    test_samples: int | None = None
-    seed: int = 42
+INT_MAX = 2**31 - 1  # counts go to torch, numpy and the Trainer: keep them in a 32-bit int
 
 
-@dataclass
-class TrainConfig(DataConfig):
+class Positional:
+    """Marks the field that takes the command's positional arguments."""
+
+
+def _text_encoding(name: str) -> str:
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        raise ValueError("is not a known text encoding (e.g. utf-8, utf-16, latin-1, cp1252)") from None
+    if not getattr(info, "_is_text_encoding", True):  # base64, rot13, zlib: codecs, but not for text files
+        raise ValueError("is a codec for bytes, not a text encoding (e.g. utf-8, utf-16, latin-1)")
+    return name
+
+
+def _path(value: str) -> str:
+    """Paths mean the same wherever they come from: `~` expanded (a YAML file or `--output=~/x` gets no shell
+    expansion), `a/../b` and `out/` normalised."""
+    return os.path.normpath(os.path.expanduser(value))
+
+
+Count = Annotated[int, Field(ge=1, le=INT_MAX)]
+PathOption = Annotated[str, AfterValidator(_path)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's seed range
+Threads = Annotated[int, Field(ge=1, le=1024)]
+Encoding = Annotated[str, AfterValidator(_text_encoding)]
+Precision = Literal["auto", "bf16", "fp32"]
+Backend = Literal["auto", "torch", "onnx"]
+
+FAST_PATHS_HELP = "exact speed-ups that patch library internals (headcls.fast); --no-fast-paths runs stock code"
+
+
+class Options(BaseModel):
+    """The rules every command's options share (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_min_length=1, validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_strings(cls, value: Any, info) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, str) and getattr(annotation, "__origin__", None) is list:
+            value = [value]  # YAML: `text_column: title` for a one-column list
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str):
+                continue
+            if "\x00" in item:
+                raise ValueError("must not contain a NUL character")
+            if any("\udc80" <= c <= "\udcff" for c in item):  # bytes the terminal's encoding could not decode
+                raise ValueError("is not valid text (a byte that is not UTF-8)")
+            if "_" in item and info.field_name in NUMBERS.get(cls, ()):  # Python reads 1_0 as 10: a typo here
+                raise ValueError("must be a plain number (no underscores)")
+        return value
+
+
+class Runs(Options):
+    """Options of every command that runs a model (each option is defined once, here or in its command)."""
+
+    overwrite: bool = Field(False, description="replace an existing output (only one headcls wrote)")
+    threads: Threads | None = Field(None, description="CPU threads (default: the libraries' choice)")
+    fast_paths: bool = Field(True, description=FAST_PATHS_HELP)
+
+
+class Infers(Runs):
+    """Options of the commands that load a trained model and classify with it (evaluate, predict)."""
+
+    model: PathOption = Field(description="a folder written by headcls train or headcls export")
+    backend: Backend = Field("auto", description="auto: ONNX Runtime for an exported folder, else torch")
+    precision: Precision = Field("auto", description="torch backend: bf16 where supported (auto), or forced")
+    batch_size: Count = Field(64, description="texts per forward pass")
+
+
+class DataConfig(Options):
+    """Where labelled text comes from and how it is read (train and evaluate)."""
+
+    data: PathOption | None = Field(None, description="'ag_news', or a folder holding train.* / validation.* / test.*")
+    data_dir: PathOption | None = Field(None, description="local folder holding ag_news/train.csv and ag_news/test.csv")
+    validation_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet")
+    test_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet")
+    text_column: list[str] = Field(
+        default_factory=lambda: ["text"], min_length=1, description="one or more columns, joined with a space"
+    )
+    label_column: str = Field("label", description="the column holding the labels")
+    encoding: Encoding = Field("utf-8", description="text encoding of CSV/TSV/JSONL files (a BOM overrides it)")
+    test_samples: Count | None = Field(None, description="use the first N test rows")
+
+    @model_validator(mode="after")
+    def _label_is_not_text(self):
+        if self.label_column in self.text_column:
+            raise ValueError(f"--text-column includes the label column {self.label_column!r}: the label would be "
+                             "part of the text the model reads")
+        return self
+
+    def input_paths(self) -> dict[str, str]:
+        """Flag name -> path, for the inputs an output must not overwrite."""
+        names = ("data", "train_file", "validation_file", "test_file", "model", "input", "check_file")
+        return {n: v for n in names if isinstance(v := getattr(self, n, None), str) and v != "ag_news"}
+
+
+class TrainConfig(DataConfig, Runs):
     """Everything `headcls train` needs. Defaults follow the AG News tutorial (3 epochs, batch 32, ...)."""
 
-    model: str | None = None  # None: the bundled all-MiniLM-L6-v2 encoder
-    output: str = "outputs/model"
-    epochs: float = 3.0
-    batch_size: int = 32
-    eval_batch_size: int = 128
+    train_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet")
+    train_samples: Count | None = Field(None, description="use the first N training rows")
+    stratify: bool = Field(False, description="with --train-samples: a seeded stratified sample instead")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="held out of train when no validation file")
+    seed: Seed = Field(42, description="seeds the head, the batches, dropout and the hold-out")
+    model: PathOption | None = Field(None, description="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
+    output: PathOption = Field("outputs/model", description="the model folder to write")
+    epochs: float = Field(3.0, gt=0, le=10_000, description="passes over the training rows (fractions allowed)")
+    batch_size: Count = Field(32, description="training rows per step")
+    eval_batch_size: Count = Field(128, description="rows per validation batch")
     # The tutorial's BERT used 5e-5; the small MiniLM encoder, tuned for embeddings, needs a larger step.
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 500
+    learning_rate: float = Field(1e-4, gt=0, description="peak learning rate of AdamW")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_steps: int = Field(500, ge=0, le=INT_MAX, description="linear warmup steps (capped, see next)")
     # A short run would spend all its steps warming up: cap the warmup to this fraction of the run.
-    max_warmup_fraction: float = 0.1
-    max_length: int = 128
-    # None keeps the encoder's own dropout. 0 skips the masks (cheap since headcls.fast.cpu_dropout) and cost
-    # 0.7 points of test accuracy on the tutorial protocol (BENCHMARKS.md).
-    dropout: float | None = None
-    precision: str = "auto"  # auto | bf16 | fp32
-    logging_steps: int = 10
-    early_stopping_patience: int | None = None  # epochs without a better validation macro-F1
-    keep_best: bool = False  # load the epoch with the best validation macro-F1 at the end
-    baseline: bool = True  # TF-IDF + logistic regression on the same rows
-    resume: bool = False
-    overwrite: bool = False
-    threads: int | None = None
+    max_warmup_fraction: float = Field(0.1, ge=0, le=1, description="cap of the warmup as a fraction of all steps")
+    max_length: Count = Field(128, description="tokens per text, [CLS] and [SEP] included; the rest is cut")
+    # None keeps the encoder's own dropout. 0 skips the masks and cost 0.7 points of test accuracy on the
+    # tutorial protocol (BENCHMARKS.md).
+    dropout: float | None = Field(None, ge=0, lt=1, description="every dropout rate of the encoder (default: its own)")
+    precision: Precision = Field("auto", description="bf16 autocast where supported (auto), or forced")
+    logging_steps: Count = Field(10, description="steps between loss lines in TensorBoard")
+    early_stopping_patience: Count | None = Field(None, description="epochs without a better validation macro-F1")
+    keep_best: bool = Field(False, description="keep the epoch with the best validation macro-F1")
+    baseline: bool = Field(True, description="also score TF-IDF + logistic regression on the same rows")
+    resume: bool = Field(False, description="continue from the last checkpoint of an interrupted run")
+
+    @model_validator(mode="after")
+    def _outputs_spare_inputs(self) -> TrainConfig:
+        out = Path(self.output)
+        check_output(out, self.input_paths(), "--output")
+        check_output(out.with_name(out.name + ".checkpoints"), self.input_paths(), "--output (its checkpoints)")
+        return self
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
+class EvaluateConfig(DataConfig, Infers):
+    """`headcls evaluate`: score a trained model folder on labelled data."""
+
+    output: PathOption | None = Field(
+        None, description="folder for metrics.json, plots, predictions.csv (default: MODEL/eval-SPLIT)"
+    )
+
+    @model_validator(mode="after")
+    def _outputs_spare_inputs(self) -> EvaluateConfig:
+        if self.output:
+            check_output(Path(self.output), self.input_paths(), "--output")
+        return self
 
 
-def _allowed_types(annotation: Any) -> tuple[type, ...]:
-    """The Python types a YAML value may have for a field annotated `annotation`."""
-    args = typing.get_args(annotation)
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return tuple(t for a in args for t in _allowed_types(a))
-    if annotation is type(None):
-        return (type(None),)
-    if typing.get_origin(annotation) is list:
-        return (list, str)  # a single string is accepted for a one-element list
-    if annotation is float:
-        return (float, int)
-    return (annotation,)
+class PredictConfig(Infers):
+    """`headcls predict`: classify sentences given as arguments, or a file into a file."""
+
+    texts: Annotated[list[Annotated[str, StringConstraints(min_length=0)]], Positional()] = Field(
+        default_factory=list, description="sentences to classify (or --input FILE)"
+    )
+    input: PathOption | None = Field(
+        None, description="txt (one text per line), or CSV/TSV/JSONL/Parquet with --text-column"
+    )
+    output: PathOption | None = Field(None, description="CSV or JSONL file to write (needed with --input)")
+    text_column: list[str] = Field(
+        default_factory=lambda: ["text"], min_length=1, description="the column(s) of --input with the text, joined"
+    )
+    encoding: Encoding = Field("utf-8", description="text encoding of --input (a BOM overrides it)")
+    top_k: Count = Field(1, description="also give the K best labels with their scores")
+
+    input_paths = DataConfig.input_paths
+
+    @model_validator(mode="after")
+    def _what_to_classify(self) -> PredictConfig:
+        if not self.texts and not self.input:
+            raise ValueError("predict needs sentences as arguments or --input FILE")
+        if self.texts and self.input:
+            raise ValueError(f"predict takes sentences or --input FILE, not both (got {len(self.texts)} sentences "
+                             "besides --input; a --text-column of several columns is written --text-column a b)")
+        if self.input and not self.output:
+            raise ValueError("--input needs --output FILE (.csv or .jsonl)")
+        if self.output:
+            if Path(self.output).suffix.lower() not in (".csv", ".jsonl"):
+                raise ValueError(f"--output {self.output}: write .csv or .jsonl")
+            check_output(Path(self.output), self.input_paths(), "--output")
+        return self
 
 
-def _type_name(annotation: Any) -> str:
-    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+class ExportConfig(Runs):
+    """`headcls export`: an ONNX Runtime model folder (fp32 or dynamic int8) that predicts without torch."""
+
+    model: PathOption = Field(description="a folder written by headcls train")
+    output: PathOption = Field(description="the folder to write model.onnx, config and tokenizer to")
+    int8: bool = Field(False, description="dynamic int8 quantization (about a quarter of the size, faster on CPU)")
+    check_file: PathOption | None = Field(None, description="labelled CSV/TSV/JSONL/Parquet to compare both models on")
+    check_samples: Count = Field(500, description="rows of the check file to compare")
+    encoding: Encoding = Field("utf-8", description="text encoding of --check-file")
+
+    input_paths = DataConfig.input_paths
+
+    @model_validator(mode="after")
+    def _outputs_spare_inputs(self) -> ExportConfig:
+        check_output(Path(self.output), self.input_paths(), "--output")
+        return self
 
 
-def check_values(values: dict[str, Any], cls: type, source: str) -> dict[str, Any]:
-    """Check that every key is a field of `cls` with a value of the right type; return normalised values."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        raise HeadclsError(
-            f"{source}: unknown key {', '.join(repr(k) for k in unknown)}; valid keys are: {', '.join(names)}"
-        )
-    out = {}
-    for key, value in values.items():
-        allowed = _allowed_types(hints[key])
-        # bool is a subclass of int: `epochs: true` must not pass as a number.
-        wrong = not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
-        if wrong:
-            raise HeadclsError(
-                f"{source}: key {key!r} must be {_type_name(hints[key])}, got {type(value).__name__} {value!r}"
-            )
-        if typing.get_origin(hints[key]) is list and isinstance(value, str):
-            value = [value]
-        out[key] = value
-    return out
+COMMAND_CONFIGS = {"train": TrainConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "export": ExportConfig}
 
 
-def load_yaml(path: str | Path, cls: type = TrainConfig) -> dict[str, Any]:
-    """Read a YAML config file into checked field values for `cls`."""
-    path = Path(path)
+def base_type(annotation):
+    """int for `int`, `int | None`, `Annotated[int, ...] | None`; the annotation itself otherwise."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return base_type(typing.get_args(annotation)[0])
+    if origin is typing.Union or isinstance(annotation, types.UnionType):
+        return base_type(next(a for a in typing.get_args(annotation) if a is not type(None)))
+    return annotation
+
+
+NUMBERS = {cls: {n for n, f in cls.model_fields.items() if base_type(f.annotation) in (int, float)}
+           for cls in COMMAND_CONFIGS.values()}
+
+
+def check_output(output: Path, inputs: dict[str, str], flag: str) -> None:
+    """Refuse an output that is one of the inputs or holds one inside it (writing it would replace the input), or
+    that is the current folder or holds it."""
+    out = _real(output)
+    cwd = _real(Path.cwd())
+    if out == cwd or out in cwd.parents:
+        raise ValueError(f"{flag} {output} is the current folder or holds it; choose another output")
+    for name, value in inputs.items():
+        path = _real(Path(value))
+        same = path == out or (path.exists() and out.exists() and os.path.samefile(path, out))
+        if same or out in path.parents:
+            what = "is" if same else "holds"
+            flag_in = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} {output} {what} the input {flag_in} {value}; choose another output")
+
+
+def _real(path: Path) -> Path:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HeadclsError(f"{path}: config file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare as written
+        return path.absolute()
+
+
+# --- reading and reporting ------------------------------------------------------------------------------------
+
+MESSAGES = {  # pydantic error type -> how we say it; {ctx keys} are filled from the error's context
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "finite_number": "must be a finite number",
+    "int_parsing": "must be a whole number, written in digits",
+    "int_from_float": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_parsing_size": "must be a whole number of sensible size",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "string_too_short": "must not be empty",
+    "list_type": "must be a list of strings",
+    "too_short": "needs at least one item",
+    "missing": "is required",
+}
+
+
+def _say(error: dict) -> str:
+    kind = error["type"]
+    if kind == "literal_error":
+        return f"must be one of {error['ctx']['expected'].replace(' or ', ', ').replace(chr(39), '')}"
+    if kind in MESSAGES:
+        ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in error.get("ctx", {}).items()}
+        return MESSAGES[kind].format(**ctx)
+    return error["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def problems(errors: list[dict], flags: set[str], config_file: str | None, cls=None) -> str:
+    """One line naming every offending flag or config key, what was given and what would be valid."""
+    cls_fields = {n: f.metadata for n, f in cls.model_fields.items()} if cls else {}
+    lines = []
+    for e in errors:
+        field = str(e["loc"][0]) if e["loc"] else None
+        what = _say(e)
+        if field is None:  # a rule across options: its message names the flags
+            lines.append(what)
+        elif any(isinstance(m, Positional) for m in cls_fields.get(field, ())):
+            where = f"sentence {e['loc'][1] + 1}" if len(e["loc"]) > 1 else "the sentences"
+            lines.append(f"{where} {what}")
+        elif e["type"] == "extra_forbidden":
+            lines.append(f"{config_file}: unknown key {field!r}")
+        elif field in flags:  # a flag's value is the string typed: show it as typed
+            value = e["input"]
+            shown = "" if e["type"] == "missing" else f", got {value if isinstance(value, str) else _shown(value)}"
+            lines.append(f"--{field.replace('_', '-')} {what}{shown}")
+        elif config_file:
+            lines.append(f"{config_file}: key {field!r} {what}, got {_shown(e['input'])}")
+        else:
+            shown = "" if e["type"] == "missing" else f", got {_shown(e['input'])}"
+            lines.append(f"--{field.replace('_', '-')} {what}{shown}")
+    return "; ".join(lines)
+
+
+class YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads 1e-3 (no dot) as a string; as an option's value it is always a number."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a mapping (checked against a command's schema by `build_config`). It is read
+    as every text file is (a BOM decides the encoding)."""
+    from headcls.reading import TextReader
+
+    path = Path(os.path.expanduser(path))
+    if path.is_dir():
+        raise HeadclsError(f"{path}: is a folder, not a config file")
+    if not path.is_file():
+        raise HeadclsError(f"{path}: config file not found")
+    try:
+        with TextReader(path, "utf-8") as reader:
+            raw = yaml.load(reader.read(), Loader=YamlLoader)  # a SafeLoader with one more resolver
+    except yaml.YAMLError as e:
         raise HeadclsError(f"{path}: not a valid YAML file ({str(e).splitlines()[0]})") from None
     if raw is None:
         return {}
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
         raise HeadclsError(f"{path}: a config file must be a mapping of keys to values, got {type(raw).__name__}")
-    return check_values(raw, cls, str(path))
+    return raw
 
 
-def build_config(cls: type, config_file: str | None, overrides: dict[str, Any]):
-    """Defaults, then the YAML file, then the flags that were given (values that are not None)."""
-    values = load_yaml(config_file, cls) if config_file else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = cls(**values)
-    validate(cfg)
-    return cfg
+def build_config(cls: type[Options], config_file: str | None = None, flags: dict[str, Any] | None = None):
+    """Defaults, then the YAML file (typed values, checked strictly), then the flags (strings, parsed here).
+
+    Raises HeadclsError with one line naming every offending flag or key.
+    """
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    if config_file:
+        values = load_yaml(config_file)
+        unknown = sorted(set(values) - set(cls.model_fields))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], cls.model_fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise HeadclsError(
+                f"{config_file}: unknown key {', '.join(map(repr, unknown))}{hint}; "
+                f"valid keys are: {', '.join(sorted(cls.model_fields))}"
+            )
+        # Strict on YAML's own types: `epochs: true` or `batch_size: "32"` are mistakes, not numbers.
+        try:
+            cls.model_validate(values, strict=True)
+        except ValidationError as e:
+            field_errors = [x for x in e.errors() if x["loc"] and x["type"] != "missing"]
+            if field_errors:
+                raise HeadclsError(problems(field_errors, set(), config_file, cls)) from None
+    try:
+        return cls.model_validate({**values, **flags})
+    except ValidationError as e:
+        raise HeadclsError(problems(e.errors(), set(flags), config_file, cls)) from None
 
 
-def validate(cfg: DataConfig) -> None:
-    """Range checks that name the setting and what would be valid."""
-    problems = []
-    if cfg.train_samples is not None and cfg.train_samples < 1:
-        problems.append(f"train_samples must be at least 1, got {cfg.train_samples}")
-    if not 0 < cfg.validation_fraction < 1:
-        problems.append(f"validation_fraction must be between 0 and 1, got {cfg.validation_fraction}")
-    if not cfg.text_column:
-        problems.append("text_column needs at least one column name")
-    if isinstance(cfg, TrainConfig):
-        if cfg.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "learning_rate", "max_length"):
-            if getattr(cfg, name) <= 0:
-                problems.append(f"{name} must be positive, got {getattr(cfg, name)}")
-        if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
-            problems.append(f"dropout must be in [0, 1), got {cfg.dropout}")
-        if cfg.max_length > 100_000:
-            problems.append(f"max_length is {cfg.max_length}: far beyond any encoder's positions")
-    if problems:
-        raise HeadclsError("; ".join(problems))
-
-
-def to_dict(cfg) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+def to_dict(cfg: Options) -> dict[str, Any]:
+    return cfg.model_dump()

@@ -5,25 +5,32 @@ Every problem a user can fix is a `HeadclsError` naming the file, the row or col
 
 from __future__ import annotations
 
-import codecs
-import io
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from headcls.config import DataConfig
+from headcls.config import DataConfig, TrainConfig
 from headcls.errors import HeadclsError
+from headcls.reading import (  # noqa: F401  (label_order, normalise_label, is_missing: part of this module's API)
+    LABEL,
+    SUFFIXES,
+    TEXT,
+    column_labels,
+    column_texts,
+    is_missing,
+    label_order,
+    normalise_label,
+    raise_two_spellings,
+    read_table,
+)
 
 logger = logging.getLogger(__name__)
 
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 AG_NEWS_HUB_ID = "fancyzhx/ag_news"
-SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-TEXT, LABEL = "text", "label"
 
 
 @dataclass
@@ -37,117 +44,17 @@ class Splits:
     sources: dict[str, str]
 
 
-def file_format(path: str | Path) -> str:
-    fmt = SUFFIXES.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise HeadclsError(f"{path}: unsupported file type; use one of {', '.join(sorted(SUFFIXES))}")
-    return fmt
-
-
-def decode_text(raw: bytes, path: str | Path, encoding: str = "utf-8", final: bool = True) -> str:
-    """Bytes to text, refusing binary files and wrongly encoded ones with a pointer to --encoding.
-
-    With `final=False`, `raw` may end inside a multi-byte character (the head of a larger file).
-    """
-    if b"\x00" in raw:
-        offset = raw.index(b"\x00")
-        raise HeadclsError(f"{path}: contains a NUL byte at offset {offset}; this is not a text file")
-    try:
-        text = codecs.getincrementaldecoder(encoding)().decode(raw, final=final)
-    except UnicodeDecodeError as e:
-        raise HeadclsError(
-            f"{path}: is not {encoding} text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-            f"if the file is in another encoding, pass it with --encoding (e.g. --encoding latin-1)"
-        ) from None
-    except LookupError:
-        raise HeadclsError(f"unknown encoding {encoding!r}") from None
-    return text.removeprefix("\ufeff")
-
-
-def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read a CSV / TSV / JSONL / Parquet file into a DataFrame, with one-line errors for bad files."""
-    path = Path(path)
-    fmt = file_format(path)
-    if not path.is_file():
-        raise HeadclsError(f"{path}: file not found")
-    if fmt == "parquet":
-        try:
-            return pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises many types for a corrupt file
-            raise HeadclsError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-    text = decode_text(path.read_bytes(), path, encoding)
-    if not text.strip():
-        raise HeadclsError(f"{path}: the file is empty")
-    try:
-        if fmt == "jsonl":
-            return pd.read_json(io.StringIO(text), lines=True, dtype=False)
-        # Every cell as a string, and no "NA"/"null" guessing: a text that says "None" stays a text.
-        return pd.read_csv(
-            io.StringIO(text), sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False
-        )
-    except pd.errors.ParserError as e:
-        raise HeadclsError(f"{path}: cannot be parsed as {fmt.upper()} ({str(e).strip()})") from None
-    except ValueError as e:
-        raise HeadclsError(f"{path}: cannot be parsed as {fmt.upper()} ({str(e).splitlines()[0]})") from None
-
-
-def is_missing(value) -> bool:
-    """The missing values JSONL and Parquet carry: null and NaN (CSV cells are read as strings)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def normalise_label(value) -> str | None:
-    """A label as a string name: 3, 3.0 and "3" are all "3"; blanks and NaN are None."""
-    if is_missing(value):
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return str(int(number)) if number.is_integer() else text
-
-
-def label_order(names) -> list[str]:
-    """Integer-like labels in numeric order, others alphabetically (as run_classification.py does)."""
-    names = set(names)
-    try:
-        return sorted(names, key=int)
-    except ValueError:
-        return sorted(names)
-
-
 def text_and_labels(
     frame: pd.DataFrame, path: str | Path, text_columns: list[str], label_column: str | None
 ) -> pd.DataFrame:
     """Pick the text column(s) (joined with a space) and the label column; refuse empty rows by number."""
     if len(frame) == 0:
         raise HeadclsError(f"{path}: has a header but no rows")
-    wanted = [*text_columns, *([label_column] if label_column else [])]
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        found = ", ".join(repr(str(c)) for c in frame.columns)
-        hint = ""
-        if len(frame.columns) == 1:
-            hint = " (only one column: is the delimiter right? .csv is read comma-separated, .tsv tab-separated)"
-        kind = "text" if missing[0] in text_columns else "label"
-        raise HeadclsError(f"{path}: missing {kind} column {missing[0]!r}; columns found: {found}{hint}")
-    parts = [frame[c].map(lambda v: "" if is_missing(v) else str(v)) for c in text_columns]
-    text = parts[0]
-    for part in parts[1:]:
-        text = text.str.cat(part, sep=" ")
-    out = pd.DataFrame({TEXT: text.to_numpy()})
-    blank = out.index[out[TEXT].str.strip() == ""]
-    if len(blank):
-        raise HeadclsError(f"{path}: row {blank[0] + 1} has an empty text in {'+'.join(text_columns)}")
+    out = pd.DataFrame({TEXT: column_texts(frame, path, text_columns)})
     if label_column:
-        labels = frame[label_column].map(normalise_label)
-        blank = labels.index[labels.isna()]
-        if len(blank):
-            raise HeadclsError(f"{path}: row {blank[0] + 1} has an empty label in column {label_column!r}")
-        out[LABEL] = labels.to_numpy()
+        names, spellings = column_labels(frame, path, label_column)
+        out[LABEL] = names
+        out.attrs["spellings"] = spellings
     return out
 
 
@@ -155,9 +62,27 @@ def read_labelled(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
     return text_and_labels(read_table(path, cfg.encoding), path, cfg.text_column, cfg.label_column)
 
 
+# The names a --data folder's files may have, per split (the usual spellings of validation included).
+SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
+
+
 def _folder_file(folder: Path, split: str) -> Path | None:
-    found = [p for p in sorted(folder.glob(f"{split}.*")) if p.suffix.lower() in SUFFIXES]
+    """The folder's one file for `split`; two candidates are refused rather than one picked silently."""
+    found = [p for p in sorted(folder.iterdir()) if p.stem.lower() in SPLIT_NAMES[split] and p.is_file()
+             and p.suffix.lower() in SUFFIXES]
+    if len(found) > 1:
+        raise HeadclsError(f"{folder}: holds {found[0].name} and {found[1].name} for the {split} split; keep one")
     return found[0] if found else None
+
+
+def _unused_files(folder: Path) -> None:
+    """Say which files of a --data folder look like data but are not read (test.txt, training.csv, ...)."""
+    known = {name for names in SPLIT_NAMES.values() for name in names}
+    for path in sorted(folder.iterdir()):
+        data_like = path.suffix.lower() in {*SUFFIXES, ".txt", ".xlsx", ".xls"}
+        if path.is_file() and data_like and not (path.stem.lower() in known and path.suffix.lower() in SUFFIXES):
+            logger.warning("%s: not read (a --data folder's files are train, validation/val/dev and test, as %s)",
+                           path, "/".join(sorted(SUFFIXES)))
 
 
 def _ag_news(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
@@ -196,6 +121,16 @@ def _ag_news(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     return frames, sources
 
 
+def _same_spellings(frames: dict[str, pd.DataFrame]) -> None:
+    """A label name written one way in one split and another way in the next ("1" and "01") is refused."""
+    seen: dict[str, tuple] = {}
+    for frame in (frames[split] for split in ("train", "validation", "test") if split in frames):
+        for name, first in frame.attrs.get("spellings", {}).items():
+            earlier = seen.setdefault(name, first)
+            if earlier[0] != first[0]:
+                raise_two_spellings(name, earlier, first)
+
+
 def _first_rows(frame: pd.DataFrame, n: int | None, stratify: bool, seed: int, what: str) -> pd.DataFrame:
     if n is None:
         return frame
@@ -226,31 +161,46 @@ def _hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
     if classes == 0 or len(rest) - n_val < classes:
         raise HeadclsError(
             f"only {len(frame)} training rows over {len(counts)} classes: too few to hold out a validation "
-            "split; add rows or pass --validation-file"
+            f"split of --validation-fraction {fraction:g}; add rows, lower it, or pass --validation-file"
         )
     train, val = train_test_split(rest, test_size=n_val, stratify=rest[LABEL], random_state=seed)
     train = pd.concat([train, frame[single]])
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
-def load_splits(cfg: DataConfig, need_train: bool = True) -> Splits:
-    """Read the splits the config names, check them against each other, and hold out validation if needed."""
+def load_splits(cfg: DataConfig) -> Splits:
+    """Read the splits the config names, check them against each other, and hold out validation if needed.
+
+    A `TrainConfig` needs training rows; any other `DataConfig` (evaluate) reads only validation and test.
+    """
+    need_train = isinstance(cfg, TrainConfig)
+    wanted = ("train", "validation", "test") if need_train else ("validation", "test")
     frames: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
     if cfg.data == "ag_news":
         frames, sources = _ag_news(cfg)
+        if not need_train:
+            frames.pop("train"), sources.pop("train")
     elif cfg.data:
         folder = Path(cfg.data)
+        if folder.is_file():
+            raise HeadclsError(f"--data {cfg.data}: is a file; --data takes a folder (or ag_news): for one file, "
+                               "use --train-file / --test-file")
         if not folder.is_dir():
             raise HeadclsError(f"--data {cfg.data}: not 'ag_news' and not a folder")
-        for split in ("train", "validation", "test"):
+        _unused_files(folder)
+        for split in wanted:
             path = _folder_file(folder, split)
             if path:
                 frames[split] = read_labelled(path, cfg)
                 sources[split] = str(path)
         if not frames:
-            raise HeadclsError(f"{folder}: holds no train.*, validation.* or test.* file ({', '.join(SUFFIXES)})")
-    for split, path in (("train", cfg.train_file), ("validation", cfg.validation_file), ("test", cfg.test_file)):
+            names = " / ".join(f"{SPLIT_NAMES[split][0]}.*" for split in wanted)
+            raise HeadclsError(f"{folder}: holds no {names} file ({', '.join(SUFFIXES)})")
+    files = {"validation": cfg.validation_file, "test": cfg.test_file}
+    if need_train:
+        files["train"] = cfg.train_file
+    for split, path in files.items():
         if path:
             frames[split] = read_labelled(path, cfg)
             sources[split] = str(path)
@@ -258,6 +208,7 @@ def load_splits(cfg: DataConfig, need_train: bool = True) -> Splits:
         raise HeadclsError("no training data: pass --data ag_news, --data FOLDER or --train-file FILE")
     if not need_train and "test" not in frames and "validation" not in frames:
         raise HeadclsError("no data to evaluate: pass --test-file FILE, --data FOLDER or --data ag_news")
+    _same_spellings(frames)
 
     train = frames.get("train")
     validation = frames.get("validation")
@@ -269,7 +220,8 @@ def load_splits(cfg: DataConfig, need_train: bool = True) -> Splits:
             logger.info("%s: %d duplicate rows (text and label) kept", sources["train"], duplicates)
         classes = train[LABEL].unique()
         if len(classes) < 2:
-            hint = "" if cfg.train_samples is None or cfg.stratify else " (the rows may be sorted by class: add --stratify)"
+            sorted_hint = " (the rows may be sorted by class: add --stratify)"
+            hint = "" if cfg.train_samples is None or cfg.stratify else sorted_hint
             raise HeadclsError(
                 f"{sources['train']}: only one class ({classes[0]!r}) in the training rows; "
                 f"a classifier needs at least two{hint}"
@@ -278,7 +230,7 @@ def load_splits(cfg: DataConfig, need_train: bool = True) -> Splits:
             train, validation = _hold_out(train, cfg.validation_fraction, cfg.seed)
             sources["validation"] = f"{cfg.validation_fraction:g} of {sources['train']}"
     if test is not None and cfg.test_samples is not None:
-        test = _first_rows(test, cfg.test_samples, False, cfg.seed, sources["test"])
+        test = _first_rows(test, cfg.test_samples, False, 0, sources["test"])
 
     if cfg.data == "ag_news":
         labels = list(AG_NEWS_LABELS)

@@ -1,4 +1,13 @@
-"""The one exception type for mistakes a user can fix (bad input, bad flags, bad folders)."""
+"""The one exception type for mistakes a user can fix (bad input, bad flags, bad folders, a full disk)."""
+
+import errno
+
+# OSErrors a user fixes (a path, a permission, a full disk), as opposed to bugs: one line and exit 2.
+USER_ERRNOS = {
+    errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EDQUOT, errno.EROFS,
+    errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTEMPTY, errno.ELOOP, errno.EFBIG, errno.EMFILE, errno.ENFILE,
+    errno.ETXTBSY, errno.EBUSY, errno.EXDEV,
+}
 
 
 class HeadclsError(Exception):

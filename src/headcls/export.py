@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
+from headcls.config import ExportConfig
 from headcls.errors import HeadclsError
 
 logger = logging.getLogger(__name__)
@@ -18,12 +20,12 @@ logger = logging.getLogger(__name__)
 COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-def _export_onnx(folder: str, path: Path) -> None:
+def _export_onnx(folder: str, path: Path, fast_paths: bool = True) -> None:
     import torch
 
     from headcls.model import load_classifier, load_tokenizer
 
-    model = load_classifier(folder).eval()
+    model = load_classifier(folder, fast_paths=fast_paths).eval()
     tokenizer = load_tokenizer(folder)
     sample = tokenizer(["an example sentence", "and a second, somewhat longer one"], padding=True, return_tensors="pt")
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
@@ -38,7 +40,9 @@ def _export_onnx(folder: str, path: Path) -> None:
 
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        # The tracer's warnings are about Python branches on shapes that this graph keeps dynamic: not the user's.
+        warnings.simplefilter("ignore")
         # The TorchScript exporter: dynamic batch and sequence axes, and no extra dependency (onnxscript).
         torch.onnx.export(
             Logits(model),
@@ -52,54 +56,58 @@ def _export_onnx(folder: str, path: Path) -> None:
         )
 
 
-def _check_rows(model: Path, check_file: str | None, samples: int):
+def _check_rows(model: Path, check_file: str | None, samples: int, encoding: str, labels: list[str]):
     """Held-out labelled rows: --check-file, else the test predictions that `headcls train` saved."""
     from headcls.config import DataConfig
     from headcls.data import read_labelled
 
     path = Path(check_file) if check_file else model / "predictions.csv"
-    if not path.is_file():
+    if not check_file and not path.is_file():
         return None, None
-    frame = read_labelled(path, DataConfig())
+    frame = read_labelled(path, DataConfig(encoding=encoding))
+    unknown = sorted(set(frame["label"]) - set(labels))
+    if unknown:  # an accuracy against labels the model cannot give would say nothing
+        raise HeadclsError(f"{path}: label {unknown[0]!r} is not one the model knows; its labels are: "
+                           f"{', '.join(labels)}")
     return frame.head(samples), path
 
 
-def export(
-    model: str,
-    output: str,
-    int8: bool = False,
-    check_file: str | None = None,
-    check_samples: int = 500,
-    overwrite: bool = False,
-    echo=print,
-) -> dict:
-    """Export MODEL to OUTPUT/model.onnx (+ config and tokenizer); return the self-check figures."""
-    from headcls.atomic import staged_folder
-    from headcls.model import check_model_folder
+def export(cfg: ExportConfig, echo=print) -> dict:
+    """Export MODEL to OUTPUT/model.onnx (+ config and tokenizer); return the self-check figures.
 
-    source, out = Path(model), Path(output)
-    if not source.is_dir():
-        raise HeadclsError(f"--model {model}: no such folder")
-    check_model_folder(source)
+    Example:
+        >>> export(ExportConfig(model="outputs/ag", output="outputs/ag-int8", int8=True))
+    """
+    from headcls.atomic import check_replaceable, output_lock, target
+    from headcls.model import check_model_folder, check_model_path, check_tokenizer_files, config_labels
+
+    check_model_path(cfg.model)
+    source, out = Path(cfg.model), target(cfg.output)
+    labels = config_labels(check_model_folder(source), source)
     if not any(source.glob("*.safetensors")):
-        raise HeadclsError(f"--model {model}: export needs a model folder with model.safetensors")
-    if out.resolve() == source.resolve():
-        raise HeadclsError("--output must differ from --model")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise HeadclsError(f"--output {output}: already holds files; pass --overwrite to replace them")
+        raise HeadclsError(f"--model {cfg.model}: export needs a model folder with model.safetensors")
+    check_tokenizer_files(source)
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise HeadclsError("export needs ONNX Runtime: pip install 'headcls[onnx]'") from None
+    with output_lock(out):
+        check_replaceable(out, cfg.overwrite)
+        return _export(cfg, source, out, labels, echo)
 
-    rows, check_path = _check_rows(source, check_file, check_samples)
+
+def _export(cfg: ExportConfig, source: Path, out: Path, labels: list[str], echo) -> dict:
+    from headcls.atomic import staged_folder
+
+    int8 = cfg.int8
+    rows, check_path = _check_rows(source, cfg.check_file, cfg.check_samples, cfg.encoding, labels)
     report: dict = {}
     with staged_folder(out) as staging:
         for name in COPIED:
             if (source / name).is_file():
                 shutil.copy2(source / name, staging / name)
         fp32 = staging / "model.onnx"
-        _export_onnx(str(source), fp32)
+        _export_onnx(str(source), fp32, cfg.fast_paths)
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -115,7 +123,7 @@ def export(
             report["check_file"] = str(check_path)
     kind = "int8" if int8 else "fp32"
     echo(
-        f"Exported {model} -> {output}/model.onnx ({kind}, {report['onnx_bytes'] / 1e6:.1f} MB; "
+        f"Exported {source} -> {out}/model.onnx ({kind}, {report['onnx_bytes'] / 1e6:.1f} MB; "
         f"safetensors {report['source_bytes'] / 1e6:.1f} MB)"
     )
     if "agreement" in report:
@@ -133,7 +141,8 @@ def _compare(source: Path, exported: Path, rows) -> dict:
     from headcls.predict import Classifier
 
     texts = rows["text"].tolist()
-    torch_labels = [r["label"] for r in Classifier.from_pretrained(source, backend="torch", precision="fp32").predict(texts)]
+    reference = Classifier.from_pretrained(source, backend="torch", precision="fp32")
+    torch_labels = [r["label"] for r in reference.predict(texts)]
     onnx_labels = [r["label"] for r in Classifier.from_pretrained(exported, backend="onnx").predict(texts)]
     truth = rows["label"].tolist()
     n = len(texts)

@@ -26,16 +26,27 @@ def default_encoder() -> str:
     return str(folder)
 
 
-def check_model_folder(folder: Path) -> None:
-    """Refuse folders that cannot be loaded safely, with the reason."""
+def read_json(path: Path) -> dict:
+    """A JSON object from a model folder, or a one-line error naming the file."""
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise HeadclsError(f"{path}: not valid JSON ({str(e).splitlines()[0]}); the file is corrupt") from None
+    if not isinstance(value, dict):
+        raise HeadclsError(f"{path}: holds a JSON {type(value).__name__}, not an object; the file is corrupt")
+    return value
+
+
+def check_model_folder(folder: Path) -> dict:
+    """Refuse folders that cannot be loaded safely, with the reason; return the parsed config.json."""
     if not (folder / "config.json").is_file():
         raise HeadclsError(f"{folder}: no config.json; not a Hugging Face model folder")
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HeadclsError(f"{folder}/config.json: not valid JSON ({e})") from None
-    if not isinstance(config, dict) or "model_type" not in config:
+    config = read_json(folder / "config.json")
+    if not isinstance(config.get("model_type"), str):
         raise HeadclsError(f"{folder}/config.json: has no model_type; not a Hugging Face model config")
+    positions = config.get("max_position_embeddings", 512)
+    if isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
+        raise HeadclsError(f"{folder}/config.json: max_position_embeddings must be a positive whole number")
     has_safetensors = any(folder.glob("*.safetensors")) or (folder / "model.onnx").is_file()
     if not has_safetensors:
         if any(folder.glob("pytorch_model*.bin")):
@@ -44,6 +55,83 @@ def check_model_folder(folder: Path) -> None:
                 "convert them to safetensors first"
             )
         raise HeadclsError(f"{folder}: no model weights (model.safetensors) in the folder")
+    return config
+
+
+def config_labels(config: dict, folder: Path) -> list[str]:
+    """The label names of a classifier's config.json, in id order: ids 0..n-1 with no gap, names unique."""
+    where = f"{folder}/config.json"
+    id2label = config.get("id2label")
+    if id2label is None:
+        count = config.get("num_labels", 2)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise HeadclsError(f"{where}: num_labels must be a positive whole number, got {count!r}")
+        return [f"LABEL_{i}" for i in range(count)]
+    if not isinstance(id2label, dict) or not id2label:
+        raise HeadclsError(f"{where}: id2label must map ids 0..n-1 to label names")
+    try:
+        ids = {int(k): v for k, v in id2label.items()}
+    except (TypeError, ValueError):
+        raise HeadclsError(f"{where}: id2label has a key that is not a whole number") from None
+    gaps = sorted(set(range(len(ids))) - set(ids))
+    if gaps:
+        raise HeadclsError(f"{where}: id2label has no label for id {gaps[0]}; ids must run 0..{len(ids) - 1}")
+    names = [ids[i] for i in range(len(ids))]
+    if not all(isinstance(n, str) and n for n in names):
+        raise HeadclsError(f"{where}: id2label names must be non-empty strings")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise HeadclsError(f"{where}: id2label names {repeated[0]!r} more than once; each label needs its own name")
+    count = config.get("num_labels", len(names))
+    if count != len(names):
+        raise HeadclsError(f"{where}: num_labels is {count!r} but id2label names {len(names)} labels")
+    return names
+
+
+def max_positions(config) -> int:
+    """Tokens the encoder can take: max_position_embeddings, less RoBERTa's padding offset where it has one.
+    `config` is a transformers config or the dict of a config.json."""
+    get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    positions = get("max_position_embeddings", 512)
+    pad = get("pad_token_id")
+    if get("model_type") in ("roberta", "xlm-roberta", "camembert") and isinstance(pad, int):
+        positions -= pad + 1
+    return positions
+
+
+def check_max_length(max_length: int, tokenizer, config, flag: str = "--max-length") -> None:
+    """max_length must leave room for one token besides [CLS]/[SEP] and fit the encoder's positions."""
+    special = len(tokenizer([""])["input_ids"][0])
+    if max_length <= special:
+        raise HeadclsError(
+            f"{flag} {max_length}: the tokenizer adds {special} special tokens; use at least {special + 1}"
+        )
+    limit = max_positions(config)
+    if max_length > limit:
+        raise HeadclsError(f"{flag} {max_length}: the encoder has {limit} positions; use at most {limit}")
+
+
+def check_model_path(name: str) -> None:
+    """A local --model must be a folder (not a file inside it)."""
+    path = Path(name)
+    if path.is_file():
+        raise HeadclsError(f"--model {name}: is a file; give the model folder (e.g. {path.parent})")
+    if not path.is_dir():
+        raise HeadclsError(f"--model {name}: no such folder")
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+
+
+def check_tokenizer_files(folder: Path) -> None:
+    """A model folder must carry its tokenizer: without one, transformers builds an empty default tokenizer that
+    reads every word as [UNK], and the model predicts one label for everything."""
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise HeadclsError(
+            f"{folder}: no tokenizer (tokenizer.json or a vocabulary file); copy the tokenizer files saved with the "
+            "model into the folder"
+        )
 
 
 def resolve(name: str | None) -> str:
@@ -52,20 +140,31 @@ def resolve(name: str | None) -> str:
         return default_encoder()
     path = Path(name).expanduser()
     if path.exists() or name.startswith((".", "/", "~")):
-        if not path.is_dir():
-            raise HeadclsError(f"--model {name}: no such folder")
+        check_model_path(str(path))
         check_model_folder(path)
         return str(path)
     return name  # a hub id, e.g. bert-base-uncased
 
 
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
+    if Path(name).is_dir():
+        check_tokenizer_files(Path(name))
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
-    except OSError as e:
-        raise HeadclsError(f"--model {name}: cannot load its tokenizer ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001  a file-load boundary: a corrupt tokenizer.json raises from Rust
+        if not Path(name).exists():  # not a folder here, so it was looked up on the hub
+            raise HeadclsError(
+                f"--model {name}: no such folder, and the Hugging Face hub could not provide it "
+                f"({first_line(e)[:120]})"
+            ) from None
+        raise HeadclsError(f"--model {name}: cannot load its tokenizer ({first_line(e)})") from None
 
 
 # Dropout settings under the names the common encoder configs use (BERT, RoBERTa, DistilBERT, ...).
@@ -77,7 +176,9 @@ def attention_for(device: str) -> str | None:
     return "eager" if device == "cpu" else None
 
 
-def build_classifier(name: str, labels: list[str], dropout: float | None = None, device: str = "cpu"):
+def build_classifier(
+    name: str, labels: list[str], dropout: float | None = None, device: str = "cpu", fast_paths: bool = True
+):
     """A pre-trained encoder with a fresh classification head on [CLS], carrying the real label names; its last
     layer computes [CLS] only (see headcls.fast).
 
@@ -104,28 +205,39 @@ def build_classifier(name: str, labels: list[str], dropout: float | None = None,
             use_safetensors=True,
             trust_remote_code=False,
         )
-    except (OSError, ValueError) as e:
-        raise HeadclsError(f"--model {name}: cannot load it as an encoder ({str(e).splitlines()[0]})") from None
-    cls_only_last_layer(classifier)
+    except Exception as e:  # noqa: BLE001  a file-load boundary: corrupt weights raise SafetensorError and others
+        raise HeadclsError(f"--model {name}: cannot load it as an encoder ({first_line(e)})") from None
+    cls_only_last_layer(classifier, enabled=fast_paths)
     return classifier
 
 
-def load_classifier(folder: str, device: str = "cpu", bf16: bool = False):
+def load_classifier(folder: str, device: str = "cpu", bf16: bool = False, fast_paths: bool = True):
     """A trained classifier folder, checked before loading; bf16 weights when asked (inference only); the last
-    layer computes [CLS] only."""
+    layer computes [CLS] only (unless `fast_paths` is off)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    check_model_folder(Path(folder))
+    config_labels(check_model_folder(Path(folder)), Path(folder))
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             folder,
             dtype=torch.bfloat16 if bf16 else torch.float32,
             attn_implementation=attention_for(device),
             use_safetensors=True,
             trust_remote_code=False,
+            output_loading_info=True,
         )
-    except (OSError, ValueError, RuntimeError) as e:
-        raise HeadclsError(f"{folder}: the weights do not load ({str(e).splitlines()[0]})") from None
-    cls_only_last_layer(model)
+    except Exception as e:  # noqa: BLE001  a file-load boundary: corrupt safetensors raise SafetensorError
+        if "size mismatch" in str(e) or "ignore_mismatched_sizes" in str(e):
+            raise HeadclsError(
+                f"{folder}: config.json does not match model.safetensors (a different number of labels or layer "
+                "sizes); the folder was changed after training"
+            ) from None
+        raise HeadclsError(f"{folder}: the weights do not load ({first_line(e)})") from None
+    if info["missing_keys"]:  # e.g. a bare encoder: its head would be random and every prediction noise
+        raise HeadclsError(
+            f"{folder}: the weights lack {min(info['missing_keys'])}: not a trained classifier "
+            "(a bare encoder?); train one with headcls train"
+        )
+    cls_only_last_layer(model, enabled=fast_paths)
     return model.to(device)

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import typing
 from pathlib import Path
 
 import numpy as np
 
+from headcls.config import Backend, PredictConfig
 from headcls.errors import HeadclsError
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnx")
 ONNX_FILE = "model.onnx"
 
 
 class TorchRunner:
     """Logits from the transformers model; bf16 autocast where the hardware has it."""
 
-    def __init__(self, folder: str, precision: str = "auto"):
+    def __init__(self, folder: str, precision: str = "auto", fast_paths: bool = True):
         import torch
 
         from headcls.hardware import device, use_bf16
@@ -29,8 +31,7 @@ class TorchRunner:
         self.device = device()
         self.bf16 = use_bf16(precision)
         # bf16 weights rather than autocast: no per-call casts of the weights, measured faster here.
-        self.model = load_classifier(folder, self.device, self.bf16).eval()
-        self.config = self.model.config
+        self.model = load_classifier(folder, self.device, self.bf16, fast_paths).eval()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
@@ -38,16 +39,6 @@ class TorchRunner:
         with torch.inference_mode():
             logits = self.model(**inputs).logits  # (B, num_labels)
         return logits.float().cpu().numpy()
-
-
-class FolderConfig:
-    """The parts of config.json that prediction needs, read without importing transformers."""
-
-    def __init__(self, folder: str):
-        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-        id2label = config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(config.get("num_labels", 2))}
-        self.id2label = {int(k): v for k, v in id2label.items()}
-        self.max_position_embeddings = config.get("max_position_embeddings", 512)
 
 
 class OnnxRunner:
@@ -59,15 +50,22 @@ class OnnxRunner:
         except ImportError:
             raise HeadclsError("the onnx backend needs ONNX Runtime: pip install 'headcls[onnx]'") from None
 
+        from headcls.model import first_line
+
+        path = Path(folder) / ONNX_FILE
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
+        if threads:  # a session option, not process-wide state
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            str(Path(folder) / ONNX_FILE), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001  a file-load boundary: ONNX Runtime raises its own types
+            raise HeadclsError(f"{path}: not a loadable ONNX model ({first_line(e)})") from None
         self.input_names = {i.name for i in self.session.get_inputs()}
-        self.config = FolderConfig(folder)
+        outputs = [o.name for o in self.session.get_outputs()]
+        if "input_ids" not in self.input_names or "logits" not in outputs:
+            raise HeadclsError(f"{path}: takes {sorted(self.input_names)} and gives {outputs}; "
+                               "a headcls export takes input_ids and gives logits")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         feed = {k: v.astype(np.int64) for k, v in batch.items() if k in self.input_names}
@@ -82,7 +80,9 @@ class RustTokenizer:
         self.tokenizer = tokenizer
         self.model_max_length = model_max_length
         self.fill = {"input_ids": pad_id, "token_type_ids": pad_type_id}
+        self.truncation: int | None = None
         tokenizer.no_padding()
+        tokenizer.no_truncation()
 
     @classmethod
     def from_folder(cls, folder: str) -> RustTokenizer | None:
@@ -93,23 +93,30 @@ class RustTokenizer:
         settings_file = folder / "tokenizer_config.json"
         if not (folder / "tokenizer.json").is_file() or not settings_file.is_file():
             return None
-        settings = json.loads(settings_file.read_text(encoding="utf-8"))
+        from headcls.model import first_line, read_json
+
+        settings = read_json(settings_file)
         if settings.get("padding_side", "right") != "right" or settings.get("truncation_side", "right") != "right":
             return None
         pad = settings.get("pad_token")
         pad = pad.get("content") if isinstance(pad, dict) else pad
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        try:
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as e:  # noqa: BLE001  a file-load boundary: tokenizers raises a bare Exception
+            raise HeadclsError(f"{folder / 'tokenizer.json'}: not a readable tokenizer ({first_line(e)})") from None
         pad_id = tokenizer.token_to_id(pad) if isinstance(pad, str) else None
         if pad_id is None:
             return None
-        max_length = int(min(settings.get("model_max_length", 512), 1 << 30))
-        return cls(tokenizer, max_length, pad_id, settings.get("pad_token_type_id", 0))
+        max_length = settings.get("model_max_length", 512)
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, float)) or not max_length >= 1:
+            raise HeadclsError(f"{settings_file}: model_max_length must be a positive number, got {max_length!r}")
+        return cls(tokenizer, int(min(max_length, 1 << 30)), pad_id, settings.get("pad_token_type_id", 0))
 
     def __call__(self, texts: list[str], truncation: bool = True, max_length: int | None = None) -> dict:
-        if truncation and max_length:
-            self.tokenizer.enable_truncation(max_length)
-        else:
-            self.tokenizer.no_truncation()
+        wanted = max_length if truncation and max_length else None
+        if wanted != self.truncation:  # a Classifier always asks the same length: set once, not per call
+            self.tokenizer.no_truncation() if wanted is None else self.tokenizer.enable_truncation(wanted)
+            self.truncation = wanted
         encodings = self.tokenizer.encode_batch(texts)
         return {
             "input_ids": [e.ids for e in encodings],
@@ -128,8 +135,8 @@ class RustTokenizer:
 
 def pick_backend(folder: str, backend: str) -> str:
     """auto: ONNX Runtime when the folder holds an exported model (measured faster here), else torch."""
-    if backend not in BACKENDS:
-        raise HeadclsError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    if backend not in typing.get_args(Backend):
+        raise HeadclsError(f"--backend {backend}: choose one of {', '.join(typing.get_args(Backend))}")
     has_onnx = (Path(folder) / ONNX_FILE).is_file()
     has_torch = any(Path(folder).glob("*.safetensors"))
     if backend == "auto":
@@ -144,20 +151,25 @@ def pick_backend(folder: str, backend: str) -> str:
 class Classifier:
     """A trained text classifier that returns label names and scores.
 
+    Constructing or calling it changes no process-wide state (no thread counts, no patches), so a server or a
+    worker can share one: for torch's thread count, call `torch.set_num_threads` once in the program that owns
+    the process (the CLI does for --threads).
+
     Example:
         >>> clf = Classifier.from_pretrained("outputs/ag_news")
         >>> clf.predict(["The stock market is reaching new heights."])
         [{'label': 'Business', 'score': 0.97}]
     """
 
-    def __init__(self, tokenizer, runner, max_length: int, batch_size: int = 64, backend: str = "torch"):
+    def __init__(self, tokenizer, runner, labels: list[str], max_length: int, batch_size: int = 64,
+                 backend: str = "torch", name: str = ""):
         self.tokenizer = tokenizer
         self.backend = backend
         self.runner = runner
+        self.labels = labels
         self.max_length = max_length
         self.batch_size = batch_size
-        id2label = runner.config.id2label
-        self.labels = [id2label[i] for i in range(len(id2label))]
+        self.name = name
 
     @classmethod
     def from_pretrained(
@@ -167,27 +179,48 @@ class Classifier:
         precision: str = "auto",
         batch_size: int = 64,
         threads: int | None = None,
+        fast_paths: bool = True,
     ) -> Classifier:
-        from headcls.model import check_model_folder, load_tokenizer
+        """Load a folder written by `headcls train` or `headcls export`.
 
+        `threads` sets ONNX Runtime's session threads; it does not touch torch's process-wide count.
+        """
+        from headcls.model import (
+            check_model_folder,
+            check_model_path,
+            check_tokenizer_files,
+            config_labels,
+            load_tokenizer,
+            max_positions,
+        )
+
+        check_model_path(str(folder))
         folder = Path(folder)
-        if not folder.is_dir():
-            raise HeadclsError(f"--model {folder}: no such folder")
-        check_model_folder(folder)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise HeadclsError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+        config = check_model_folder(folder)
+        labels = config_labels(config, folder)
+        check_tokenizer_files(folder)
         backend = pick_backend(str(folder), backend)
         if backend == "onnx":
             tokenizer = RustTokenizer.from_folder(str(folder)) or load_tokenizer(str(folder))
             runner = OnnxRunner(str(folder), threads)
         else:
             tokenizer = load_tokenizer(str(folder))
-            if threads:
-                import torch
-
-                torch.set_num_threads(threads)
-            runner = TorchRunner(str(folder), precision)
-        positions = getattr(runner.config, "max_position_embeddings", 512)
-        max_length = min(tokenizer.model_max_length, positions)
-        return cls(tokenizer, runner, max_length, batch_size, backend)
+            runner = TorchRunner(str(folder), precision, fast_paths)
+        max_length = min(tokenizer.model_max_length, max_positions(config))
+        special = len(tokenizer([""])["input_ids"][0])
+        if max_length <= special:
+            raise HeadclsError(
+                f"{folder}: the tokenizer's model_max_length ({max_length}) leaves no room beside its "
+                f"{special} special tokens; fix tokenizer_config.json"
+            )
+        size = len(tokenizer) if hasattr(tokenizer, "__len__") else tokenizer.tokenizer.get_vocab_size()
+        vocab = config.get("vocab_size")
+        if isinstance(vocab, int) and size > vocab:  # ids past the embedding table: an index error, or nonsense
+            raise HeadclsError(f"{folder}: the tokenizer has {size} tokens but the model only {vocab}; the "
+                               "tokenizer files are not this model's")
+        return cls(tokenizer, runner, labels, max_length, batch_size, backend, str(folder))
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Logits (N, num_labels) in input order; batches are formed from length-sorted texts."""
@@ -201,13 +234,28 @@ class Classifier:
             chunk = order[start : start + self.batch_size]
             features = [{k: encoded[k][i] for k in encoded} for i in chunk]
             batch = self.tokenizer.pad(features, return_tensors="np")
-            out[chunk] = self.runner(dict(batch))
+            logits = self.runner(dict(batch))  # (B, num_labels)
+            if logits.shape != (len(chunk), len(self.labels)):
+                raise HeadclsError(
+                    f"{self.name}: the model gives {logits.shape[-1]} scores per text but config.json names "
+                    f"{len(self.labels)} labels; the folder is inconsistent"
+                )
+            out[chunk] = logits
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if len(bad):
+            raise HeadclsError(
+                f"{self.name}: the model gives non-finite scores (NaN or infinity) for text {bad[0] + 1} of "
+                f"{len(texts)}; its weights are broken: train it again"
+            )
         return out
 
     def predict(self, texts: list[str], top_k: int = 1) -> list[dict]:
         """Label name and score per text; with top_k > 1 also `top_k`: the k best (label, score) pairs."""
         if isinstance(texts, str):
             texts = [texts]
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise HeadclsError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+        top_k = min(top_k, len(self.labels))
         logits = self.logits(texts)
         probs = softmax(logits)
         best = probs.argmax(axis=1)
@@ -227,96 +275,119 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def read_texts(path: Path, text_column: str, encoding: str, chunk_rows: int):
-    """Yield lists of texts from a .txt (one per line), CSV/TSV, JSONL or Parquet file, chunk by chunk."""
-    import pandas as pd
+def read_texts(path: Path, text_column: str | list[str] = "text", encoding: str = "utf-8", chunk_rows: int = 4096):
+    """Yield lists of texts from a .txt (one per line), CSV/TSV, JSONL or Parquet file, chunk by chunk, under the
+    same rule as training data: a missing, empty or blank text is refused with its row (or line) number; several
+    text columns are joined with a space."""
+    from headcls.reading import PREDICT_SUFFIXES, column_texts, iter_frames
 
-    from headcls.data import decode_text, file_format
+    txt = path.suffix.lower() == ".txt"
+    columns = ["text"] if txt else [text_column] if isinstance(text_column, str) else list(text_column)
+    for first, frame in iter_frames(path, encoding, chunk_rows, PREDICT_SUFFIXES):
+        if len(frame):
+            yield column_texts(frame, path, columns, first, "line" if txt else "row")
+        elif not txt:  # a header with no rows still names its columns
+            column_texts(frame, path, columns)
 
-    if not path.is_file():
-        raise HeadclsError(f"{path}: file not found")
-    if path.suffix.lower() == ".txt":
-        with path.open("rb") as f:
-            chunk = []
-            for number, raw in enumerate(f, start=1):
-                line = decode_text(raw, f"{path} line {number}", encoding).rstrip("\r\n")
-                if line.strip():
-                    chunk.append(line)
-                if len(chunk) >= chunk_rows:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
-        return
-    fmt = file_format(path)
-    with path.open("rb") as f:
-        head = f.read(1 << 16)
-    decode_text(head, path, encoding, final=False)  # a binary or wrongly encoded file fails here, at once
-    if fmt == "parquet":
-        frames = [pd.read_parquet(path)]
-    elif fmt == "jsonl":
-        frames = pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False, encoding=encoding)
-    else:
-        frames = pd.read_csv(
-            path,
-            sep="\t" if fmt == "tsv" else ",",
-            dtype=str,
-            keep_default_na=False,
-            chunksize=chunk_rows,
-            encoding=encoding,
-        )
-    try:
-        for frame in frames:
-            if text_column not in frame.columns:
-                found = ", ".join(repr(str(c)) for c in frame.columns)
-                raise HeadclsError(f"{path}: missing text column {text_column!r}; columns found: {found}")
-            yield [str(t) for t in frame[text_column].tolist()]
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
-        raise HeadclsError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
+
+def write_predictions(rows, path: Path, top_k: int, jsonl: bool) -> int:
+    """Write (text, result) pairs to `path` as JSONL or else CSV; return the count."""
+    import csv
+
+    count = 0
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = None if jsonl else csv.writer(f)
+        if writer:
+            header = ["text", "label", "score"]
+            for k in range(1, top_k + 1 if top_k > 1 else 1):
+                header += [f"label_{k}", f"score_{k}"]
+            writer.writerow(header)
+        for text, result in rows:
+            if writer:
+                row = [text, result["label"], f"{result['score']:.6f}"]
+                for item in result.get("top_k", []):
+                    row += [item["label"], f"{item['score']:.6f}"]
+                writer.writerow(row)
+            else:
+                f.write(json.dumps({"text": text, **result}, ensure_ascii=False, allow_nan=False) + "\n")
+            count += 1
+    return count
 
 
 def predict_file(
-    clf: Classifier,
+    clf: Classifier | typing.Callable[[], Classifier],
     input_path: str | Path,
     output_path: str | Path,
     top_k: int = 1,
-    text_column: str = "text",
+    text_column: str | list[str] = "text",
     encoding: str = "utf-8",
     chunk_rows: int = 4096,
+    overwrite: bool = False,
 ) -> int:
     """Stream `input_path` through the classifier into a CSV or JSONL `output_path`; return the row count.
 
-    The output is written to a temporary file beside it and renamed at the end, so a failed run leaves
-    any earlier output untouched.
+    The run holds a lock on the output, writes a temporary file beside it and renames it at the end, so a
+    failed or interrupted run leaves any earlier output untouched (and an existing one is only replaced with
+    `overwrite`). `clf` may be a function that loads the classifier: it is called once the output is known to
+    be writable, so that a mistake there costs no model load.
     """
-    import csv
+    from headcls.atomic import output_lock, staged_file
+    from headcls.config import check_output
 
     input_path, output_path = Path(input_path), Path(output_path)
-    fmt = output_path.suffix.lower()
-    if fmt not in (".csv", ".jsonl"):
+    if output_path.suffix.lower() not in (".csv", ".jsonl"):
         raise HeadclsError(f"--output {output_path}: write .csv or .jsonl")
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output_path.with_name(f".{output_path.name}.partial")
-    count = 0
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f) if fmt == ".csv" else None
-            if writer:
-                header = ["text", "label", "score"]
-                for k in range(1, top_k + 1 if top_k > 1 else 1):
-                    header += [f"label_{k}", f"score_{k}"]
-                writer.writerow(header)
-            for texts in read_texts(input_path, text_column, encoding, chunk_rows):
-                for text, result in zip(texts, clf.predict(texts, top_k=top_k)):
-                    if writer:
-                        row = [text, result["label"], f"{result['score']:.6f}"]
-                        for item in result.get("top_k", []):
-                            row += [item["label"], f"{item['score']:.6f}"]
-                        writer.writerow(row)
-                    else:
-                        f.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
-                count += len(texts)
-        tmp.replace(output_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count
+        check_output(output_path, {"input": str(input_path)}, "--output")
+    except ValueError as e:
+        raise HeadclsError(str(e)) from None
+    with output_lock(output_path), staged_file(output_path, overwrite) as tmp:
+        texts = read_texts(input_path, text_column, encoding, chunk_rows)
+        first = next(texts, None)  # a file that cannot be read fails here, before the model loads
+        if not isinstance(clf, Classifier):
+            clf = clf()
+        top_k = min(top_k, len(clf.labels))
+
+        def rows():
+            for chunk in [first, *texts] if first is not None else []:
+                yield from zip(chunk, clf.predict(chunk, top_k=top_k))
+
+        return write_predictions(rows(), tmp, top_k, jsonl=output_path.suffix.lower() == ".jsonl")
+
+
+def predict_command(cfg: PredictConfig, echo=print) -> None:
+    """`headcls predict`: sentences from the command line to stdout as JSON lines, --input to --output."""
+    from headcls.reading import column_texts
+
+    texts = []
+    if cfg.texts:  # the same rule as for files: a blank sentence is refused, not skipped
+        import pandas as pd
+
+        texts = column_texts(pd.DataFrame({"text": cfg.texts}), "the sentences", ["text"], row_word="sentence")
+    loaded: list[Classifier] = []
+
+    def load() -> Classifier:
+        if not loaded:
+            loaded.append(Classifier.from_pretrained(
+                cfg.model, backend=cfg.backend, precision=cfg.precision, batch_size=cfg.batch_size,
+                threads=cfg.threads, fast_paths=cfg.fast_paths,
+            ))
+        return loaded[0]
+
+    if cfg.input:
+        n = predict_file(load, cfg.input, cfg.output, cfg.top_k, cfg.text_column, cfg.encoding, overwrite=cfg.overwrite)
+        print(f"Wrote {n} predictions to {cfg.output}", file=sys.stderr)
+    if texts:
+        if sys.stdout is None or sys.stdout.closed:
+            raise HeadclsError("standard output is closed: nowhere to print the predictions (use --output FILE)")
+        clf = load()
+        lines = [json.dumps({"text": t, **r}, ensure_ascii=False, allow_nan=False)
+                 for t, r in zip(texts, clf.predict(texts, top_k=cfg.top_k))]
+        try:
+            for line in lines:
+                echo(line)
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, not silently at exit
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise HeadclsError(f"cannot write the predictions to standard output ({e.strerror})") from None

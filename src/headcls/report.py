@@ -32,40 +32,57 @@ def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> 
     return out
 
 
+MAX_PLOTTED_LABELS = 30  # beyond this a matrix picture is unreadable, and its memory grows with the square
+
+
+def plotted_labels(labels: list[str], counts: np.ndarray, limit: int = MAX_PLOTTED_LABELS) -> list[int]:
+    """Indices of the labels to draw: all of them up to `limit`, else the `limit` most confused (most mistakes
+    as the true or the predicted label; then most rows), in label order."""
+    if len(labels) <= limit:
+        return list(range(len(labels)))
+    mistakes = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+    support = counts.sum(axis=1)
+    ranked = sorted(range(len(labels)), key=lambda i: (-mistakes[i], -support[i], i))
+    return sorted(ranked[:limit])
+
+
 def plot_confusion_matrix(metrics: dict, path: Path, title: str = "Confusion matrix") -> None:
-    """Counts beside the row-normalised view (recall per true class), label names on both axes."""
-    import matplotlib
+    """Counts beside the row-normalised view (recall per true class), label names on both axes. With more than
+    MAX_PLOTTED_LABELS labels only the most confused are drawn (the title says so): the picture stays readable
+    and its size bounded; metrics.json keeps the whole matrix."""
+    from matplotlib.artist import setp
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch or figure registry
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = metrics["confusion_matrix"]["labels"]
-    counts = np.array(metrics["confusion_matrix"]["matrix"])
-    rows = counts.sum(axis=1, keepdims=True)
+    all_labels = metrics["confusion_matrix"]["labels"]
+    all_counts = np.array(metrics["confusion_matrix"]["matrix"])
+    keep = plotted_labels(all_labels, all_counts)
+    labels = [all_labels[i] for i in keep]
+    counts = all_counts[np.ix_(keep, keep)]
+    note = f", the {len(keep)} most confused of {len(all_labels)} labels" if len(keep) < len(all_labels) else ""
+    rows = all_counts[keep].sum(axis=1, keepdims=True)  # recall over all predictions, drawn or not
     normalised = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
     size = max(4.0, 0.6 * len(labels) + 2.5)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), constrained_layout=True)
+    fig = Figure(figsize=(2 * size + 1, size), constrained_layout=True)
+    axes = fig.subplots(1, 2)
     for ax, values, name, fmt in ((axes[0], counts, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f")):
         image = ax.imshow(values, cmap="Blues")
         fig.colorbar(image, ax=ax, shrink=0.8)
         ax.set(
             xticks=range(len(labels)),
             yticks=range(len(labels)),
-            xticklabels=labels,
-            yticklabels=labels,
+            xticklabels=[name[:30] for name in labels],
+            yticklabels=[name[:30] for name in labels],
             xlabel="Predicted label",
             ylabel="True label",
-            title=f"{title} ({name})",
+            title=f"{title} ({name}{note})",
         )
-        plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
-        if len(labels) <= 30:
-            threshold = values.max() / 2 if values.size else 0
-            for i in range(len(labels)):
-                for j in range(len(labels)):
-                    color = "white" if values[i, j] > threshold else "black"
-                    ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", color=color, fontsize=8)
+        setp(ax.get_xticklabels(), rotation=45, ha="right")
+        threshold = values.max() / 2 if values.size else 0
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                color = "white" if values[i, j] > threshold else "black"
+                ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", color=color, fontsize=8)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def classification_report_text(metrics: dict) -> str:
@@ -122,7 +139,11 @@ def evaluate_frame(clf, frame: pd.DataFrame, out_dir: Path, title: str = "Confus
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
-    plot_confusion_matrix(metrics, out_dir / "confusion_matrix.png", title)
+    try:
+        plot_confusion_matrix(metrics, out_dir / "confusion_matrix.png", title)
+    except Exception as e:  # noqa: BLE001  a picture is never worth the model or the metrics
+        (out_dir / "confusion_matrix.png").unlink(missing_ok=True)
+        logger.warning("confusion_matrix.png not drawn (%s: %s); metrics.json holds the matrix", type(e).__name__, e)
     metrics["_predictions"] = predictions
     return metrics
 

