@@ -77,6 +77,7 @@ def test_every_number_of_every_command_is_checked_before_work(command, flag, val
         "evaluate": ["--model", str(trained_dir), "--test-file", str(tmp_path / "nowhere.csv")],
         "predict": ["--model", str(trained_dir), "text"],
         "export": ["--model", str(trained_dir), "--output", str(tmp_path / "out")],
+        "serve": ["--model", str(tmp_path / "nowhere")],  # were a number let through, loading fails: no server runs
     }[command]
     code, err = run([command, *required, flag, value], capsys)
     assert code == 2, err

@@ -24,6 +24,7 @@ HELP = {
     "evaluate": "score a trained model on labelled data",
     "predict": "classify sentences or a file",
     "export": "write an ONNX Runtime model folder (optionally int8)",
+    "serve": "a REST API and a page to try a model (FastAPI + uvicorn)",
 }
 # Values that start with '-' but are numbers (argparse alone takes only -1 and -1.5 as values, not -1e-3 or -inf).
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
@@ -68,10 +69,11 @@ def _metavar(name: str, annotation) -> str:
 
 def add_options(parser: argparse.ArgumentParser, schema) -> None:
     """One flag per schema field; values stay strings until the schema checks them."""
-    from headcls.config import Positional, Runs, base_type
+    from headcls.config import Positional, Runs, Writes, base_type
 
-    # The command's own options first, then those every command that runs a model shares.
-    for name, field in sorted(schema.model_fields.items(), key=lambda item: item[0] in Runs.model_fields):
+    # The command's own options first, then those every command that runs a model or writes an output shares.
+    shared = {**Runs.model_fields, **Writes.model_fields}
+    for name, field in sorted(schema.model_fields.items(), key=lambda item: item[0] in shared):
         flag = "--" + name.replace("_", "-")
         help_text = field.description or ""
         if field.is_required():
@@ -148,7 +150,15 @@ def cmd_export(cfg) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
+def cmd_serve(cfg) -> int:
+    from headcls.serve import serve
+
+    torch_threads(cfg)
+    return serve(cfg)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
+            "serve": cmd_serve}
 
 
 NOISY = ("transformers", "datasets", "httpx", "huggingface_hub", "matplotlib", "PIL")

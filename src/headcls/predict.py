@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import typing
 from pathlib import Path
 
@@ -170,6 +171,9 @@ class Classifier:
         self.max_length = max_length
         self.batch_size = batch_size
         self.name = name
+        # A fast tokenizer's Rust object is not safe to share: transformers sets its truncation per call ("Already
+        # borrowed" when two threads do). Tokenizing is a small part of a call, so threads take turns at it.
+        self._tokenizing = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -226,7 +230,8 @@ class Classifier:
         """Logits (N, num_labels) in input order; batches are formed from length-sorted texts."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        with self._tokenizing:
+            encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         ids = encoded["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a batch: little padding
         out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
