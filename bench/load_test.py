@@ -31,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from common import machine  # noqa: E402
+from common import machine
 
 LUA = r"""
 local texts = {%(texts)s}
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--overload-queue", type=int, default=64, help="queue (texts) of the overload run")
     parser.add_argument("--serve-flags", default="", help="more flags for headcls serve, one string: '--threads 1'")
     parser.add_argument("--skip-overload", action="store_true")
+    parser.add_argument("--only-overload", action="store_true", help="the overload run alone (and offline)")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "load_test.json"))
     args = parser.parse_args()
     args.serve_flags = shlex.split(args.serve_flags)
@@ -207,7 +208,7 @@ def main() -> None:
     print(f"offline headcls predict: {report['offline']}", flush=True)
     proc, port = start_server(model, args.serve_flags)
     try:
-        for size in args.sizes:
+        for size in [] if args.only_overload else args.sizes:
             for clients in args.concurrency:
                 result = wrk(port, texts, size, clients, args.duration, proc.pid)
                 report["runs"].append(result)

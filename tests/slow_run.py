@@ -1,11 +1,13 @@
 """A child process for the reliability tests: `headcls` with slowed training steps, killable on cue.
 
-    python tests/slow_run.py [--kill-in-final-write] [--poison-after-first-checkpoint] -- HEADCLS ARGS...
+    python tests/slow_run.py [--kill-in-final-write] [--poison-after-first-checkpoint] [--record-batches DIR]
+        [--step-seconds S] -- HEADCLS ARGS...
 
-Each training step sleeps a little so a test can interrupt the run after its first checkpoint;
+Each training step sleeps a little (--step-seconds, 0.05 by default) so a test can interrupt the run after its first checkpoint;
 --kill-in-final-write SIGKILLs the process while it writes the final model folder;
 --poison-after-first-checkpoint turns every weight into NaN once the first checkpoint is saved, as a diverging
-run would.
+run would; --record-batches DIR appends each step's rows (token ids, padding dropped) to DIR/rank{RANK}.jsonl,
+so a test can see which rows each process of a torchrun job trained on.
 """
 
 import os
@@ -18,14 +20,27 @@ import transformers
 from headcls import report
 from headcls.cli import main
 
-flags, argv = sys.argv[1 : sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1 :]
+# torchrun drops a "--" that comes first among the script's arguments: then every argument is headcls's.
+split = sys.argv.index("--") if "--" in sys.argv else 0
+flags, argv = sys.argv[1:split], sys.argv[split + 1 :]
 
 step = transformers.Trainer.training_step
 
 
-def slow_step(self, *args, **kwargs):
-    time.sleep(0.05)
-    return step(self, *args, **kwargs)
+record = flags[flags.index("--record-batches") + 1] if "--record-batches" in flags else None
+pause = float(flags[flags.index("--step-seconds") + 1]) if "--step-seconds" in flags else 0.05
+
+
+def slow_step(self, model, inputs, *args, **kwargs):
+    time.sleep(pause)
+    if record:
+        import json
+
+        rows = [[int(t) for t, m in zip(ids, mask) if m]
+                for ids, mask in zip(inputs["input_ids"].tolist(), inputs["attention_mask"].tolist())]
+        with open(os.path.join(record, f"rank{os.environ.get('RANK', '0')}.jsonl"), "a") as f:
+            f.write(json.dumps({"step": self.state.global_step, "rows": rows}) + "\n")
+    return step(self, model, inputs, *args, **kwargs)
 
 
 transformers.Trainer.training_step = slow_step

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import TINY_TRAIN
 
 from headcls.cli import main
@@ -41,8 +42,12 @@ def wait_for_checkpoint(checkpoints: Path, proc: subprocess.Popen, timeout: floa
 
 def same_results(a: Path, b: Path) -> None:
     metrics_a, metrics_b = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
-    for key in ("accuracy", "f1_macro", "per_class", "confusion_matrix", "validation"):
+    for key in ("accuracy", "f1_macro", "per_class", "confusion_matrix"):
         assert metrics_a[key] == metrics_b[key], key
+    # Losses to float precision: a busy machine can make MKL use fewer threads, and sum in another order.
+    assert len(metrics_a["validation"]) == len(metrics_b["validation"])
+    for a_epoch, b_epoch in zip(metrics_a["validation"], metrics_b["validation"]):
+        assert a_epoch == pytest.approx(b_epoch, rel=1e-5)
     pd.testing.assert_frame_equal(pd.read_csv(a / "predictions.csv"), pd.read_csv(b / "predictions.csv"))
 
 

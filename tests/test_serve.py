@@ -207,7 +207,7 @@ def test_a_full_queue_answers_503_at_once_and_recovers(trained_dir):
 
 def classified(server) -> float:
     text = server.call("GET", "/metrics")[2]
-    return float(re.search(r"^headcls_texts_classified_total (\S+)$", text, re.M).group(1))
+    return float(re.search(r"^headcls_texts_classified_total (\S+)$", text, re.MULTILINE).group(1))
 
 
 def test_a_request_whose_client_left_is_not_classified(trained_dir):

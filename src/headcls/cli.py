@@ -234,13 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     from headcls.config import COMMAND_CONFIGS, build_config
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet")}
+    from headcls.distributed import FollowsMain, ranks
+
     try:
-        with cli_logging(args.quiet), sigterm_as_interrupt():
+        # Under torchrun the main process reports; the others only warn.
+        with cli_logging(args.quiet or not ranks().is_main), sigterm_as_interrupt():
             cfg = build_config(COMMAND_CONFIGS[args.command], args.config, flags)
             return COMMANDS[args.command](cfg)
     except Interrupted as e:
         say(f"headcls: {e}")
         return 130
+    except FollowsMain:  # under torchrun: the main process refused the run and said why
+        return 2
     except HeadclsError as e:
         say(f"headcls: error: {e}")
         return 2

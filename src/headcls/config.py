@@ -54,7 +54,9 @@ def _text_encoding(name: str) -> str:
 
 def _path(value: str) -> str:
     """Paths mean the same wherever they come from: `~` expanded (a YAML file or `--output=~/x` gets no shell
-    expansion), `a/../b` and `out/` normalised."""
+    expansion), `a/../b` and `out/` normalised. A URL (`s3://...`) is left as written."""
+    if "://" in value:
+        return value
     return os.path.normpath(os.path.expanduser(value))
 
 
@@ -65,6 +67,8 @@ Threads = Annotated[int, Field(ge=1, le=1024)]
 Encoding = Annotated[str, AfterValidator(_text_encoding)]
 Precision = Literal["auto", "bf16", "fp32"]
 Backend = Literal["auto", "torch", "onnx"]
+Engine = Literal["local", "ray"]
+ShardFormat = Literal["parquet", "jsonl"]
 
 FAST_PATHS_HELP = "exact speed-ups that patch library internals (headcls.fast); --no-fast-paths runs stock code"
 
@@ -144,7 +148,7 @@ class DataConfig(Options):
 class TrainConfig(DataConfig, Runs, Writes):
     """Everything `headcls train` needs. Defaults follow the AG News tutorial (3 epochs, batch 32, ...)."""
 
-    train_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet")
+    train_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet (with --streaming: or a URL)")
     train_samples: Count | None = Field(None, description="use the first N training rows")
     stratify: bool = Field(False, description="with --train-samples: a seeded stratified sample instead")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="held out of train when no validation file")
@@ -152,7 +156,11 @@ class TrainConfig(DataConfig, Runs, Writes):
     model: PathOption | None = Field(None, description="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
     output: PathOption = Field("outputs/model", description="the model folder to write")
     epochs: float = Field(3.0, gt=0, le=10_000, description="passes over the training rows (fractions allowed)")
-    batch_size: Count = Field(32, description="training rows per step")
+    batch_size: Count = Field(32, description="training rows per step and process (device)")
+    gradient_accumulation_steps: Count = Field(
+        1, description="steps whose gradients add up before one optimizer step (effective batch = batch size x "
+        "processes x this)"
+    )
     eval_batch_size: Count = Field(128, description="rows per validation batch")
     # The tutorial's BERT used 5e-5; the small MiniLM encoder, tuned for embeddings, needs a larger step.
     learning_rate: float = Field(1e-4, gt=0, description="peak learning rate of AdamW")
@@ -170,6 +178,36 @@ class TrainConfig(DataConfig, Runs, Writes):
     keep_best: bool = Field(False, description="keep the epoch with the best validation macro-F1")
     baseline: bool = Field(True, description="also score TF-IDF + logistic regression on the same rows")
     resume: bool = Field(False, description="continue from the last checkpoint of an interrupted run")
+    max_steps: Count | None = Field(None, description="optimizer steps in all (instead of --epochs)")
+    streaming: bool = Field(False, description="read the training file as a stream, never whole (a path or a URL)")
+    labels: list[str] | None = Field(
+        None, description="with --streaming: the label names, instead of a counting pass over the file"
+    )
+
+    @model_validator(mode="after")
+    def _streaming(self) -> TrainConfig:
+        if not self.streaming:
+            if self.train_file and "://" in self.train_file:
+                raise ValueError(f"--train-file {self.train_file}: a URL is read with --streaming (add it)")
+            if self.labels is not None:
+                raise ValueError("--labels declares the label space of --streaming; without --streaming the labels "
+                                 "come from the training data")
+            return self
+        if self.data == "ag_news":
+            raise ValueError("--streaming reads a training file (--train-file or --data FOLDER), not --data ag_news")
+        for name in ("train_samples", "stratify"):
+            if getattr(self, name):
+                raise ValueError(f"--{name.replace('_', '-')} takes rows of a table read whole; not with --streaming")
+        if self.labels is not None:
+            if self.max_steps is None:
+                raise ValueError("--streaming with --labels needs --max-steps N: the rows are not counted, so "
+                                 "--epochs cannot be turned into steps")
+            from headcls.reading import normalise_label
+
+            names = [normalise_label(label) for label in self.labels]
+            if None in names or len(set(names)) != len(names) or len(names) < 2:
+                raise ValueError(f"--labels needs two or more distinct, non-blank names, got {self.labels}")
+        return self
 
     @model_validator(mode="after")
     def _outputs_spare_inputs(self) -> TrainConfig:
@@ -194,25 +232,46 @@ class EvaluateConfig(DataConfig, Infers, Writes):
 
 
 class PredictConfig(Infers, Writes):
-    """`headcls predict`: classify sentences given as arguments, or a file into a file."""
+    """`headcls predict`: classify sentences given as arguments, or a file into a file; with --engine ray, sharded
+    files into a folder of shards on Ray Data."""
 
     texts: Annotated[list[Annotated[str, StringConstraints(min_length=0)]], Positional()] = Field(
         default_factory=list, description="sentences to classify (or --input FILE)"
     )
     input: PathOption | None = Field(
-        None, description="txt (one text per line), or CSV/TSV/JSONL/Parquet with --text-column"
+        None, description="txt (one text per line), or CSV/TSV/JSONL/Parquet with --text-column; with --engine ray "
+        "also a folder or a glob of such files"
     )
-    output: PathOption | None = Field(None, description="CSV or JSONL file to write (needed with --input)")
+    output: PathOption | None = Field(
+        None, description="CSV or JSONL file to write (needed with --input); with --engine ray a folder of shards"
+    )
     text_column: list[str] = Field(
         default_factory=lambda: ["text"], min_length=1, description="the column(s) of --input with the text, joined"
     )
     encoding: Encoding = Field("utf-8", description="text encoding of --input (a BOM overrides it)")
     top_k: Count = Field(1, description="also give the K best labels with their scores")
+    engine: Engine = Field("local", description="local: in this process; ray: batch prediction on Ray Data "
+                           "(pip install 'headcls[ray]')")
+    workers: Count | None = Field(None, description="--engine ray: model copies, each a Ray actor with --threads "
+                                  "threads (default: the cluster's CPUs shared out)")
+    ray_address: str | None = Field(None, description="--engine ray: join this Ray cluster (auto, HOST:PORT, "
+                                    "ray://HOST:PORT) instead of starting a local one for the run")
+    # A flag, not the suffix of --output: the output of --engine ray is a folder, and a folder named x.jsonl
+    # would look like a file.
+    output_format: ShardFormat | None = Field(None, description="--engine ray: the format of the output shards "
+                                              "(default: parquet)")
+    threads: Threads | None = Field(None, description="CPU threads (default: the libraries' choice); with --engine "
+                                    "ray per worker")
 
     input_paths = DataConfig.input_paths
 
     @model_validator(mode="after")
     def _what_to_classify(self) -> PredictConfig:
+        if self.engine == "ray":
+            return self._ray_run()
+        ray_only = [n for n in ("workers", "ray_address", "output_format") if getattr(self, n) is not None]
+        if ray_only:
+            raise ValueError(f"--{ray_only[0].replace('_', '-')} is an option of --engine ray")
         if not self.texts and not self.input:
             raise ValueError("predict needs sentences as arguments or --input FILE")
         if self.texts and self.input:
@@ -224,6 +283,20 @@ class PredictConfig(Infers, Writes):
             if Path(self.output).suffix.lower() not in (".csv", ".jsonl"):
                 raise ValueError(f"--output {self.output}: write .csv or .jsonl")
             check_output(Path(self.output), self.input_paths(), "--output")
+        return self
+
+    def _ray_run(self) -> PredictConfig:
+        if self.texts:
+            raise ValueError(f"--engine ray classifies --input files, not sentences (got {len(self.texts)}); "
+                             "sentences go to the local engine")
+        if not self.input:
+            raise ValueError("--engine ray needs --input (a file, a folder or a glob)")
+        if not self.output:
+            raise ValueError("--engine ray needs --output FOLDER")
+        if Path(self.output).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt"):
+            raise ValueError(f"--output {self.output}: --engine ray writes a folder of shards; give a folder "
+                             "(--output-format picks parquet or jsonl)")
+        check_output(Path(self.output), self.input_paths(), "--output")  # a glob's files are checked when listed
         return self
 
 
@@ -248,8 +321,8 @@ class ExportConfig(Runs, Writes):
 class ServeConfig(Infers):
     """`headcls serve`: a REST API and a page over one model, with micro-batching, limits and back-pressure."""
 
-    # A micro-batch holds texts of any length; forward passes of 8, sorted by length, pad least: measured 222
-    # texts/s against 145 with 64, 32 clients of one AG News text each, ONNX int8, 2 cores (BENCHMARKS.md).
+    # A micro-batch holds texts of any length; forward passes of 8, sorted by length, pad least: 32 clients of one
+    # AG News text each, ONNX int8, 2 cores: 112 texts/s against 102 / 93 / 35 with 4 / 16 / 32 (BENCHMARKS.md).
     batch_size: Count = Field(8, description="texts per forward pass within a micro-batch")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free one, printed at start)")

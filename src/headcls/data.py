@@ -168,12 +168,13 @@ def _hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
-def load_splits(cfg: DataConfig) -> Splits:
+def load_splits(cfg: DataConfig, read_train: bool = True) -> Splits:
     """Read the splits the config names, check them against each other, and hold out validation if needed.
 
-    A `TrainConfig` needs training rows; any other `DataConfig` (evaluate) reads only validation and test.
+    A `TrainConfig` needs training rows; any other `DataConfig` (evaluate), or `read_train=False` (a training file
+    read as a stream), reads only validation and test.
     """
-    need_train = isinstance(cfg, TrainConfig)
+    need_train = isinstance(cfg, TrainConfig) and read_train
     wanted = ("train", "validation", "test") if need_train else ("validation", "test")
     frames: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
@@ -206,6 +207,9 @@ def load_splits(cfg: DataConfig) -> Splits:
             sources[split] = str(path)
     if need_train and "train" not in frames:
         raise HeadclsError("no training data: pass --data ag_news, --data FOLDER or --train-file FILE")
+    if isinstance(cfg, TrainConfig) and not read_train and "validation" not in frames:
+        raise HeadclsError("--streaming needs a validation file (--validation-file, or validation.* in --data): "
+                           "rows cannot be held out of a stream")
     if not need_train and "test" not in frames and "validation" not in frames:
         raise HeadclsError("no data to evaluate: pass --test-file FILE, --data FOLDER or --data ag_news")
     _same_spellings(frames)

@@ -6,9 +6,15 @@ from headcls.errors import HeadclsError
 
 
 def device() -> str:
+    """cpu, or the GPU of this process: under torchrun or accelerate each process has its own (LOCAL_RANK)."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from headcls.distributed import ranks
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    here = ranks()
+    return f"cuda:{here.local_rank}" if here.distributed else "cuda"
 
 
 def bf16_supported() -> bool:

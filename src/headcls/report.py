@@ -122,9 +122,12 @@ def baseline_scores(train: pd.DataFrame, test: pd.DataFrame, labels: list[str], 
     return {"name": "tfidf+logreg", **{k: full[k] for k in keys}}
 
 
-def evaluate_frame(clf, frame: pd.DataFrame, out_dir: Path, title: str = "Confusion matrix") -> dict:
-    """Predict `frame` (text, label) with `clf`, write metrics.json, confusion_matrix.png, predictions.csv."""
-    results = clf.predict(frame["text"].tolist())
+def evaluate_frame(clf, frame: pd.DataFrame, out_dir: Path, title: str = "Confusion matrix",
+                   results: list[dict] | None = None) -> dict:
+    """Predict `frame` (text, label) with `clf` (or take its `results`, in row order), write
+    confusion_matrix.png and predictions.csv to `out_dir`, and return the metrics."""
+    if results is None:
+        results = clf.predict(frame["text"].tolist())
     index = {name: i for i, name in enumerate(clf.labels)}
     predictions = pd.DataFrame(
         {

