@@ -50,8 +50,7 @@ def cluster(ray_environment, tmp_path_factory) -> str:
     port = free_port()
     log = tmp_path_factory.mktemp("ray-head") / "ray-start.log"
     ray_cli = Path(sys.executable).with_name("ray")
-    argv = [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-            "--num-cpus=2", "--include-dashboard=false",
+    argv = [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
             "--disable-usage-stats", "--object-store-memory=200000000"]
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)

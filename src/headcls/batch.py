@@ -387,8 +387,7 @@ def ray_session(ray, address: str | None) -> Iterator[str]:
         if address:
             ray.init(address=address, **options)
         else:
-            # A cluster for this run alone: on the loopback address, reachable from this machine only.
-            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **options)
+            ray.init(address="local", include_dashboard=False, **options)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
         from headcls.model import first_line
 
