@@ -95,7 +95,7 @@ def test_classify_in_input_order_with_scores_and_top_k(server, trained_dir):
 
 def test_labels_health_readiness_metrics_docs_and_page(server):
     assert server.call("GET", "/v1/labels")[2] == {"model": "model", "labels": ["business", "science", "sports"],
-                                                  "backend": "torch"}
+                                                  "backend": "torch", "multi_label": False}
     assert server.call("GET", "/healthz")[:3:2] == (200, {"status": "ok"})
     assert server.call("GET", "/readyz")[2] == {"status": "ready", "model": "model"}
     server.classify({"texts": ["goal", "bank"]})

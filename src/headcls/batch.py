@@ -158,18 +158,23 @@ def check_job(cfg: PredictConfig) -> Job:
         check_spared(out, file)
     check_model_path(cfg.model)
     model = Path(cfg.model).resolve()  # Ray workers run in folders of their own: every path goes absolute
-    labels = config_labels(check_model_folder(model), model)
+    config = check_model_folder(model)
+    labels = config_labels(config, model)
     check_tokenizer_files(model)
     backend = pick_backend(str(model), cfg.backend)
     top_k = min(cfg.top_k, len(labels))
     columns = ["text"] if fmt == "txt" else list(cfg.text_column)
-    added = prediction_names(top_k)
+    from headcls.model import MULTI_LABEL
+
+    added = prediction_names(top_k, config.get("problem_type") == MULTI_LABEL)
     first_chunk(files[0], columns, cfg.encoding, added)
     return Job(files, columns, added, str(model), backend, top_k, out, cfg.output_format or "parquet")
 
 
 def pipeline(ray, job: Job, cfg: PredictConfig, workers: int, threads: int, staging: Path) -> None:
     """Read the files, predict, write the shards into `staging`; a user's error raised in Ray comes out as one."""
+    from headcls.predict import long_text_options
+
     dataset = ray.data.from_items([{"path": f} for f in job.files], override_num_blocks=len(job.files))
     # The readers and writers take none of the cluster's CPUs: the workers hold them all, and a task waiting for
     # a CPU would wait forever. Reading and writing are a small part of the work.
@@ -184,7 +189,7 @@ def pipeline(ray, job: Job, cfg: PredictConfig, workers: int, threads: int, stag
             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads, fn_constructor_kwargs={
                 "model": job.model, "text_column": job.columns, "top_k": job.top_k, "backend": job.backend,
                 "precision": cfg.precision, "batch_size": cfg.batch_size, "threads": threads,
-                "fast_paths": cfg.fast_paths,
+                "fast_paths": cfg.fast_paths, "long_text": long_text_options(cfg),
             }, **actor_options(dataset),
         )
     try:
@@ -251,9 +256,9 @@ def check_replaceable_predictions(out: Path, overwrite: bool) -> None:
     check_replaceable(out, overwrite)
 
 
-def prediction_names(top_k: int) -> list[str]:
-    """The columns predictions add, named as in predict's CSV output."""
-    names = ["label", "score"]
+def prediction_names(top_k: int, multi_label: bool = False) -> list[str]:
+    """The columns predictions add, named as in predict's CSV output (multi-label: `labels` and `scores`, lists)."""
+    names = ["labels", "scores"] if multi_label else ["label", "score"]
     for k in range(1, top_k + 1 if top_k > 1 else 1):
         names += [f"label_{k}", f"score_{k}"]
     return names
@@ -319,7 +324,8 @@ class Predictor:
     """The callable class of `map_batches`: one model per Ray actor, loaded once, classifying pandas batches."""
 
     def __init__(self, model: str, text_column: list[str], top_k: int, backend: str = "auto",
-                 precision: str = "auto", batch_size: int = 64, threads: int | None = None, fast_paths: bool = True):
+                 precision: str = "auto", batch_size: int = 64, threads: int | None = None, fast_paths: bool = True,
+                 long_text: dict | None = None):
         from headcls.predict import Classifier
 
         # The actor owns its process, as the CLI owns its own: the process-wide settings are set here, once.
@@ -334,7 +340,7 @@ class Predictor:
         try:
             self.classifier = Classifier.from_pretrained(model, backend=backend, precision=precision,
                                                          batch_size=batch_size, threads=threads,
-                                                         fast_paths=fast_paths)
+                                                         fast_paths=fast_paths, **(long_text or {}))
         except HeadclsError as e:  # e.g. a corrupt model.onnx: said on the first batch, see __call__
             self.error = e
 
@@ -345,7 +351,8 @@ class Predictor:
             raise self.error  # after Ray retried the start
         texts = column_texts(batch, "a batch", self.columns)  # checked already, with file and row, when read
         results = self.classifier.predict(texts, top_k=self.top_k)
-        added = {"label": [r["label"] for r in results], "score": [r["score"] for r in results]}
+        keys = ("labels", "scores") if results and "labels" in results[0] else ("label", "score")
+        added = {key: [r[key] for r in results] for key in keys}  # multi-label: lists per row
         for k in range(self.top_k if self.top_k > 1 else 0):
             added[f"label_{k + 1}"] = [r["top_k"][k]["label"] for r in results]
             added[f"score_{k + 1}"] = [r["top_k"][k]["score"] for r in results]

@@ -68,6 +68,8 @@ Encoding = Annotated[str, AfterValidator(_text_encoding)]
 Precision = Literal["auto", "bf16", "fp32"]
 Backend = Literal["auto", "torch", "onnx"]
 Engine = Literal["local", "ray"]
+LongTextMode = Literal["truncate", "head-tail", "chunks"]
+Pooling = Literal["mean", "max"]
 ShardFormat = Literal["parquet", "jsonl"]
 
 FAST_PATHS_HELP = "exact speed-ups that patch library internals (headcls.fast); --no-fast-paths runs stock code"
@@ -109,7 +111,23 @@ class Writes(Options):
     overwrite: bool = Field(False, description="replace an existing output (only one headcls wrote)")
 
 
-class Infers(Runs):
+class LongTexts(Options):
+    """How a text longer than --max-length is read: defined once for train (unset: truncate, a quarter head, a
+    quarter of the window shared, mean) and for the commands that load a model (unset: the model's own)."""
+
+    long_text: LongTextMode | None = Field(
+        None, description="a text past --max-length: truncate (cut), head-tail (its first and last tokens), or "
+        "chunks (overlapping windows, pooled per text) (default: truncate; a model's own)"
+    )
+    head_fraction: float | None = Field(None, gt=0, lt=1, description="head-tail: the share of the tokens taken "
+                                        "from the head (default 0.25, as Sun et al. 2019: head 128 + tail 382)")
+    stride: int | None = Field(None, ge=0, le=INT_MAX, description="chunks: tokens neighbouring windows share "
+                               "(default: a quarter of the window)")
+    pooling: Pooling | None = Field(None, description="chunks: how the windows' logits make the text's (default: "
+                                    "mean)")
+
+
+class Infers(Runs, LongTexts):
     """Options of the commands that load a trained model and classify with it (evaluate, predict)."""
 
     model: PathOption = Field(description="a folder written by headcls train or headcls export")
@@ -128,7 +146,10 @@ class DataConfig(Options):
     text_column: list[str] = Field(
         default_factory=lambda: ["text"], min_length=1, description="one or more columns, joined with a space"
     )
-    label_column: str = Field("label", description="the column holding the labels")
+    label_column: str = Field("label", description="the column holding the labels (a list per row: multi-label)")
+    label_separator: str | None = Field(
+        None, description="multi-label CSV/TSV: the character(s) between a row's labels (e.g. '|')"
+    )
     encoding: Encoding = Field("utf-8", description="text encoding of CSV/TSV/JSONL files (a BOM overrides it)")
     test_samples: Count | None = Field(None, description="use the first N test rows")
 
@@ -141,11 +162,16 @@ class DataConfig(Options):
 
     def input_paths(self) -> dict[str, str]:
         """Flag name -> path, for the inputs an output must not overwrite."""
-        names = ("data", "train_file", "validation_file", "test_file", "model", "input", "check_file")
-        return {n: v for n in names if isinstance(v := getattr(self, n, None), str) and v != "ag_news"}
+        names = ("data", "train_file", "validation_file", "test_file", "model", "input", "check_file", "class_weights")
+        return {n: v for n in names
+                if isinstance(v := getattr(self, n, None), str) and v not in ("ag_news", "none", "balanced")}
 
 
-class TrainConfig(DataConfig, Runs, Writes):
+def _class_weights(value: str) -> str:
+    return value if value in ("none", "balanced") else _path(value)
+
+
+class TrainConfig(DataConfig, Runs, Writes, LongTexts):
     """Everything `headcls train` needs. Defaults follow the AG News tutorial (3 epochs, batch 32, ...)."""
 
     train_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet (with --streaming: or a URL)")
@@ -183,6 +209,28 @@ class TrainConfig(DataConfig, Runs, Writes):
     labels: list[str] | None = Field(
         None, description="with --streaming: the label names, instead of a counting pass over the file"
     )
+    class_weights: Annotated[str, AfterValidator(_class_weights)] = Field(
+        "none", description="none, balanced (rows per class, inverted; multi-label: pos_weight), or a JSON/YAML "
+        "file mapping each label to its weight"
+    )
+    tune_thresholds: bool = Field(False, description="multi-label: pick each label's threshold for the best "
+                                  "validation F1 (else 0.5); saved with the model")
+
+    @model_validator(mode="after")
+    def _long_text_options(self) -> TrainConfig:
+        mode = self.long_text or "truncate"
+        owner = {"head_fraction": "head-tail", "stride": "chunks", "pooling": "chunks"}
+        for name, wanted in owner.items():
+            if getattr(self, name) is not None and mode != wanted:
+                raise ValueError(f"--{name.replace('_', '-')} is an option of --long-text {wanted}")
+        if self.stride is not None and self.stride >= self.max_length - 2:
+            raise ValueError(f"--stride {self.stride} must be below the window (--max-length {self.max_length} "
+                             "less its special tokens)")
+        if self.streaming and mode != "truncate":
+            raise ValueError(f"--long-text {mode} reads training texts whole; not with --streaming")
+        if self.streaming and self.label_separator is not None:
+            raise ValueError("--label-separator: multi-label data is read whole, not with --streaming")
+        return self
 
     @model_validator(mode="after")
     def _streaming(self) -> TrainConfig:

@@ -21,7 +21,9 @@ from headcls.reading import (  # noqa: F401  (label_order, normalise_label, is_m
     column_labels,
     column_texts,
     is_missing,
+    is_multi_label,
     label_order,
+    label_set,
     normalise_label,
     raise_two_spellings,
     read_table,
@@ -35,31 +37,35 @@ AG_NEWS_HUB_ID = "fancyzhx/ag_news"
 
 @dataclass
 class Splits:
-    """Labelled rows per split (columns `text` and `label`, labels as names) and the ordered label names."""
+    """Labelled rows per split (columns `text` and `label`, labels as names; multi-label: a tuple of names per
+    row) and the ordered label names."""
 
     train: pd.DataFrame | None
     validation: pd.DataFrame | None
     test: pd.DataFrame | None
     labels: list[str]
     sources: dict[str, str]
+    multi_label: bool = False
 
 
 def text_and_labels(
-    frame: pd.DataFrame, path: str | Path, text_columns: list[str], label_column: str | None
+    frame: pd.DataFrame, path: str | Path, text_columns: list[str], label_column: str | None,
+    separator: str | None = None,
 ) -> pd.DataFrame:
     """Pick the text column(s) (joined with a space) and the label column; refuse empty rows by number."""
     if len(frame) == 0:
         raise HeadclsError(f"{path}: has a header but no rows")
     out = pd.DataFrame({TEXT: column_texts(frame, path, text_columns)})
     if label_column:
-        names, spellings = column_labels(frame, path, label_column)
+        names, spellings = column_labels(frame, path, label_column, separator=separator)
         out[LABEL] = names
         out.attrs["spellings"] = spellings
     return out
 
 
 def read_labelled(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
-    return text_and_labels(read_table(path, cfg.encoding), path, cfg.text_column, cfg.label_column)
+    return text_and_labels(read_table(path, cfg.encoding), path, cfg.text_column, cfg.label_column,
+                           cfg.label_separator)
 
 
 # The names a --data folder's files may have, per split (the usual spellings of validation included).
@@ -138,6 +144,8 @@ def _first_rows(frame: pd.DataFrame, n: int | None, stratify: bool, seed: int, w
         raise HeadclsError(f"{what}: asked for {n} rows but it has only {len(frame)}")
     if not stratify or n == len(frame):
         return frame.iloc[:n].reset_index(drop=True)
+    if is_multi_label(frame[LABEL]):
+        raise HeadclsError(f"{what}: --stratify samples single-label data; multi-label rows are taken in order")
     from sklearn.model_selection import train_test_split
 
     counts = frame[LABEL].value_counts()
@@ -148,8 +156,26 @@ def _first_rows(frame: pd.DataFrame, n: int | None, stratify: bool, seed: int, w
 
 
 def _hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded, stratified validation split. Rows of a class seen only once stay in train."""
+    """A seeded, stratified validation split. Rows of a class seen only once stay in train. Multi-label rows are
+    held out at random (seeded): a row has no one class to stratify on; a held-out row carrying a label that no
+    training row kept goes back to train (every label must be learnt)."""
     from sklearn.model_selection import train_test_split
+
+    if is_multi_label(frame[LABEL]):
+        n_val = max(1, round(len(frame) * fraction))
+        if len(frame) - n_val < 2:
+            raise HeadclsError(f"only {len(frame)} training rows: too few to hold out a validation split of "
+                               f"--validation-fraction {fraction:g}; add rows, lower it, or pass --validation-file")
+        train, val = train_test_split(frame, test_size=n_val, random_state=seed)
+        kept = label_set(train[LABEL])
+        back = [not set(names) <= kept for names in val[LABEL]]
+        if any(back):
+            logger.info("%d held-out rows carry a label no other training row has: kept for training", sum(back))
+            train, val = pd.concat([train, val[back]]), val[[not b for b in back]]
+        if len(val) == 0:
+            raise HeadclsError("every held-out row carries a label seen only there: too few rows per label to "
+                               "hold out a validation split; add rows or pass --validation-file")
+        return train.reset_index(drop=True), val.reset_index(drop=True)
 
     counts = frame[LABEL].value_counts()
     single = frame[LABEL].map(counts) == 1
@@ -213,6 +239,16 @@ def load_splits(cfg: DataConfig, read_train: bool = True) -> Splits:
     if not need_train and "test" not in frames and "validation" not in frames:
         raise HeadclsError("no data to evaluate: pass --test-file FILE, --data FOLDER or --data ag_news")
     _same_spellings(frames)
+    # The label shape is the training file's (for evaluate, any file's): lists there make the run multi-label, and
+    # a plain label elsewhere is then a list of one; lists in another file beside one label per row are refused.
+    shaped = {split: is_multi_label(frame[LABEL]) for split, frame in frames.items() if LABEL in frame}
+    multi_label = shaped["train"] if need_train else any(shaped.values())
+    for split, frame in frames.items():
+        if split in shaped and shaped[split] and not multi_label:
+            raise HeadclsError(f"{sources[split]}: holds several labels per row (lists, or --label-separator), but "
+                               f"the training data {sources['train']} one label per row; give both one shape")
+        if multi_label:
+            frame[LABEL] = [n if isinstance(n, tuple) else (n,) for n in frame[LABEL]]
 
     train = frames.get("train")
     validation = frames.get("validation")
@@ -222,8 +258,10 @@ def load_splits(cfg: DataConfig, read_train: bool = True) -> Splits:
         duplicates = int(train.duplicated().sum())
         if duplicates:
             logger.info("%s: %d duplicate rows (text and label) kept", sources["train"], duplicates)
-        classes = train[LABEL].unique()
-        if len(classes) < 2:
+        classes = sorted(label_set(train[LABEL]))
+        if not classes:
+            raise HeadclsError(f"{sources['train']}: no training row carries a label")
+        if len(classes) < 2 and not multi_label:  # multi-label: one label, on or off, is a task
             sorted_hint = " (the rows may be sorted by class: add --stratify)"
             hint = "" if cfg.train_samples is None or cfg.stratify else sorted_hint
             raise HeadclsError(
@@ -246,35 +284,68 @@ def load_splits(cfg: DataConfig, read_train: bool = True) -> Splits:
         for split, frame in (("validation", validation), ("test", test)):
             if frame is None:
                 continue
-            unseen = sorted(set(frame[LABEL]) - set(labels))
+            unseen = sorted(label_set(frame[LABEL]) - set(labels))
             if unseen:
-                row = int(frame.index[frame[LABEL] == unseen[0]][0]) + 1
+                row = next(i for i, n in enumerate(frame[LABEL]) if unseen[0] in (n if multi_label else (n,))) + 1
                 raise HeadclsError(
                     f"{sources[split]}: label {unseen[0]!r} (row {row}) never occurs in the training data; "
                     f"training labels are: {', '.join(labels)}"
                 )
-    return Splits(train, validation, test, labels, sources)
+    return Splits(train, validation, test, labels, sources, multi_label)
+
+
+def label_targets(names, label2id: dict[str, int], multi_label: bool) -> list:
+    """The training targets of a label column: ids, or multi-hot float vectors for multi-label."""
+    if not multi_label:
+        return [label2id[name] for name in names]
+    out = []
+    for row in names:
+        hot = [0.0] * len(label2id)
+        for name in row:
+            hot[label2id[name]] = 1.0
+        out.append(hot)
+    return out
 
 
 def tokenize(
-    frame: pd.DataFrame, tokenizer, label2id: dict[str, int] | None, max_length: int, sort_by_length: bool = False
+    frame: pd.DataFrame, tokenizer, label2id: dict[str, int] | None, max_length: int, sort_by_length: bool = False,
+    long_text=None, multi_label: bool = False,
 ):
-    """A `datasets.Dataset` of input ids (truncated, not padded: batches are padded by the collator).
+    """A `datasets.Dataset` of input ids (cut to `max_length`, not padded: batches are padded by the collator).
 
+    `long_text` (a `headcls.longtext.LongText`) says how a longer text is read: truncated, its head and tail, or
+    as overlapping windows, one row each, carrying the text's label and its row number in column `doc`.
     `sort_by_length` orders rows by token count, so that evaluation batches carry almost no padding.
     """
     import datasets
 
-    columns = {TEXT: frame[TEXT].tolist()}
+    from headcls.longtext import Pieces, encode_whole, special_layout
+
+    columns = {TEXT: frame[TEXT].tolist(), "doc": list(range(len(frame)))}
     if label2id is not None and LABEL in frame:
-        columns[LABEL] = [label2id[name] for name in frame[LABEL]]
+        columns[LABEL] = label_targets(frame[LABEL], label2id, multi_label)
     dataset = datasets.Dataset.from_dict(columns)
-    dataset = dataset.map(
-        lambda batch: tokenizer(batch[TEXT], truncation=True, max_length=max_length),
-        batched=True,
-        remove_columns=[TEXT],
-        desc="Tokenizing",
-    )
+    if long_text is None or long_text.mode == "truncate":
+        dataset = dataset.map(
+            lambda batch: tokenizer(batch[TEXT], truncation=True, max_length=max_length),
+            batched=True,
+            remove_columns=[TEXT],
+            desc="Tokenizing",
+        )
+    else:
+        layout = special_layout(tokenizer)
+
+        def pieces(batch):
+            cut = Pieces(encode_whole(tokenizer, batch[TEXT]), long_text, max_length, layout)
+            rows = [cut.features(p) for p in range(len(cut))]
+            out = {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}
+            out["doc"] = [batch["doc"][i] for i in cut.doc]
+            if LABEL in batch:
+                out[LABEL] = [batch[LABEL][i] for i in cut.doc]
+            return out
+
+        dataset = dataset.map(pieces, batched=True, batch_size=64, remove_columns=dataset.column_names,
+                              desc=f"Tokenizing ({long_text.mode})")
     if sort_by_length:
         lengths = [len(ids) for ids in dataset["input_ids"]]
         dataset = dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))

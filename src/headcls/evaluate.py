@@ -21,7 +21,8 @@ def evaluate(cfg: EvaluateConfig, echo=print) -> dict:
     from headcls.atomic import check_replaceable, output_lock, staged_folder, target
     from headcls.config import check_output
     from headcls.model import check_model_path
-    from headcls.predict import Classifier
+    from headcls.predict import Classifier, long_text_options
+    from headcls.reading import label_set
     from headcls.report import evaluate_frame, print_summary, write_metrics
 
     check_model_path(cfg.model)
@@ -36,9 +37,13 @@ def evaluate(cfg: EvaluateConfig, echo=print) -> dict:
         check_replaceable(out_dir, cfg.overwrite)
         clf = Classifier.from_pretrained(
             cfg.model, backend=cfg.backend, precision=cfg.precision, batch_size=cfg.batch_size, threads=cfg.threads,
-            fast_paths=cfg.fast_paths,
+            fast_paths=cfg.fast_paths, **long_text_options(cfg),
         )
-        unknown = sorted(set(frame["label"]) - set(clf.labels))
+        if splits.multi_label != clf.multi_label:
+            shape = "several labels per row" if splits.multi_label else "one label per row"
+            raise HeadclsError(f"{splits.sources[split]}: holds {shape}, but {cfg.model} is a "
+                               f"{'multi' if clf.multi_label else 'single'}-label model")
+        unknown = sorted(label_set(frame["label"]) - set(clf.labels))
         if unknown:
             raise HeadclsError(
                 f"{splits.sources[split]}: label {unknown[0]!r} is not one the model knows; "

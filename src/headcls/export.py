@@ -56,16 +56,27 @@ def _export_onnx(folder: str, path: Path, fast_paths: bool = True) -> None:
         )
 
 
-def _check_rows(model: Path, check_file: str | None, samples: int, encoding: str, labels: list[str]):
-    """Held-out labelled rows: --check-file, else the test predictions that `headcls train` saved."""
+def _check_rows(model: Path, check_file: str | None, samples: int, encoding: str, labels: list[str],
+                multi_label: bool = False):
+    """Held-out labelled rows: --check-file, else the test predictions that `headcls train` saved (a multi-label
+    model's: its label cells are JSON lists)."""
+    import json
+
     from headcls.config import DataConfig
     from headcls.data import read_labelled
+    from headcls.reading import label_set
 
     path = Path(check_file) if check_file else model / "predictions.csv"
     if not check_file and not path.is_file():
         return None, None
     frame = read_labelled(path, DataConfig(encoding=encoding))
-    unknown = sorted(set(frame["label"]) - set(labels))
+    if multi_label:
+        try:
+            frame["label"] = [n if isinstance(n, tuple) else tuple(json.loads(n)) if not check_file else (n,)
+                              for n in frame["label"]]
+        except (json.JSONDecodeError, TypeError):
+            raise HeadclsError(f"{path}: the label cells are not the JSON lists headcls writes") from None
+    unknown = sorted(label_set(frame["label"]) - set(labels))
     if unknown:  # an accuracy against labels the model cannot give would say nothing
         raise HeadclsError(f"{path}: label {unknown[0]!r} is not one the model knows; its labels are: "
                            f"{', '.join(labels)}")
@@ -98,9 +109,11 @@ def export(cfg: ExportConfig, echo=print) -> dict:
 
 def _export(cfg: ExportConfig, source: Path, out: Path, labels: list[str], echo) -> dict:
     from headcls.atomic import staged_folder
+    from headcls.model import MULTI_LABEL, read_json
 
     int8 = cfg.int8
-    rows, check_path = _check_rows(source, cfg.check_file, cfg.check_samples, cfg.encoding, labels)
+    multi_label = read_json(source / "config.json").get("problem_type") == MULTI_LABEL
+    rows, check_path = _check_rows(source, cfg.check_file, cfg.check_samples, cfg.encoding, labels, multi_label)
     report: dict = {}
     with staged_folder(out) as staging:
         for name in COPIED:
@@ -142,9 +155,12 @@ def _compare(source: Path, exported: Path, rows) -> dict:
 
     texts = rows["text"].tolist()
     reference = Classifier.from_pretrained(source, backend="torch", precision="fp32")
-    torch_labels = [r["label"] for r in reference.predict(texts)]
-    onnx_labels = [r["label"] for r in Classifier.from_pretrained(exported, backend="onnx").predict(texts)]
-    truth = rows["label"].tolist()
+    def chosen(results):  # the label, or a multi-label model's set of labels
+        return [set(r["labels"]) if "labels" in r else r["label"] for r in results]
+
+    torch_labels = chosen(reference.predict(texts))
+    onnx_labels = chosen(Classifier.from_pretrained(exported, backend="onnx").predict(texts))
+    truth = [set(n) if isinstance(n, tuple) else n for n in rows["label"]]
     n = len(texts)
     return {
         "rows": n,

@@ -176,13 +176,18 @@ def attention_for(device: str) -> str | None:
     return "eager" if device == "cpu" else None
 
 
+MULTI_LABEL = "multi_label_classification"  # transformers' problem_type: sigmoid + BCE, and sigmoid in pipeline
+
+
 def build_classifier(
-    name: str, labels: list[str], dropout: float | None = None, device: str = "cpu", fast_paths: bool = True
+    name: str, labels: list[str], dropout: float | None = None, device: str = "cpu", fast_paths: bool = True,
+    multi_label: bool = False,
 ):
     """A pre-trained encoder with a fresh classification head on [CLS], carrying the real label names; its last
     layer computes [CLS] only (see headcls.fast).
 
-    `dropout` (when not None) replaces every dropout rate of the encoder config.
+    `dropout` (when not None) replaces every dropout rate of the encoder config. `multi_label`: a sigmoid head
+    trained with per-label binary cross-entropy (problem_type multi_label_classification).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -192,6 +197,7 @@ def build_classifier(
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
+            problem_type=MULTI_LABEL if multi_label else "single_label_classification",
             trust_remote_code=False,
         )
         if dropout is not None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from headcls.config import Backend, PredictConfig
 from headcls.errors import HeadclsError
+from headcls.model import MULTI_LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,10 @@ class Classifier:
     """
 
     def __init__(self, tokenizer, runner, labels: list[str], max_length: int, batch_size: int = 64,
-                 backend: str = "torch", name: str = ""):
+                 backend: str = "torch", name: str = "", multi_label: bool = False,
+                 thresholds: list[float] | None = None, long_text=None):
+        from headcls.longtext import LongText, special_layout, window_and_stride
+
         self.tokenizer = tokenizer
         self.backend = backend
         self.runner = runner
@@ -179,6 +183,12 @@ class Classifier:
         self.max_length = max_length
         self.batch_size = batch_size
         self.name = name
+        self.multi_label = multi_label  # sigmoid per label; the labels at or above their thresholds are predicted
+        self.thresholds = list(thresholds) if thresholds is not None else [0.5] * len(labels)
+        self.long_text = long_text or LongText()
+        self.layout = special_layout(tokenizer) if self.long_text.mode != "truncate" else None
+        if self.layout is not None:
+            window_and_stride(self.long_text, max_length, self.layout)  # a --stride too large fails here, at load
         # A fast tokenizer's Rust object is not safe to share: transformers sets its truncation per call ("Already
         # borrowed" when two threads do). Tokenizing is a small part of a call, so threads take turns at it.
         self._tokenizing = threading.Lock()
@@ -192,10 +202,16 @@ class Classifier:
         batch_size: int = 64,
         threads: int | None = None,
         fast_paths: bool = True,
+        long_text: str | None = None,
+        head_fraction: float | None = None,
+        stride: int | None = None,
+        pooling: str | None = None,
     ) -> Classifier:
         """Load a folder written by `headcls train` or `headcls export`.
 
         `threads` sets ONNX Runtime's session threads; it does not touch torch's process-wide count.
+        `long_text`, `head_fraction`, `stride`, `pooling`: how texts past the model's length are read
+        (headcls.longtext), each by default as the model was trained.
         """
         from headcls.model import (
             check_model_folder,
@@ -232,21 +248,44 @@ class Classifier:
         if isinstance(vocab, int) and size > vocab:  # ids past the embedding table: an index error, or nonsense
             raise HeadclsError(f"{folder}: the tokenizer has {size} tokens but the model only {vocab}; the "
                                "tokenizer files are not this model's")
-        return cls(tokenizer, runner, labels, max_length, batch_size, backend, str(folder))
+        saved = settings(config, folder)
+        reading = long_text_reading(folder, saved.get("long_text"), long_text=long_text,
+                                    head_fraction=head_fraction, stride=stride, pooling=pooling)
+        multi = config.get("problem_type") == MULTI_LABEL
+        thresholds = saved.get("thresholds")
+        if thresholds is not None:
+            thresholds = [thresholds.get(name, 0.5) for name in labels]
+        return cls(tokenizer, runner, labels, max_length, batch_size, backend, str(folder), multi, thresholds,
+                   reading)
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        """Logits (N, num_labels) in input order; batches are formed from length-sorted texts."""
+        """Logits (N, num_labels) in input order, one row per text (with --long-text chunks: its windows'
+        logits pooled); batches are formed from length-sorted pieces."""
+        from headcls.longtext import Pieces, encode_whole, pool
+
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         with self._tokenizing:
-            encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        ids = encoded["input_ids"]
-        order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a batch: little padding
-        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+            if self.layout is None:
+                encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+            else:
+                encoded = encode_whole(self.tokenizer, texts)
+        if self.layout is None:
+            count, doc = len(texts), None
+            lengths = [len(x) for x in encoded["input_ids"]]
+
+            def features(i):
+                return {k: encoded[k][i] for k in encoded}
+        else:
+            pieces = Pieces(encoded, self.long_text, self.max_length, self.layout)
+            count, doc, features = len(pieces), pieces.doc, pieces.features
+            lengths = [pieces.length(p) for p in range(count)]
+        order = np.argsort(lengths, kind="stable")  # similar lengths share a batch: little padding
+        out = np.empty((count, len(self.labels)), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            features = [{k: encoded[k][i] for k in encoded} for i in chunk]
-            batch = self.tokenizer.pad(features, return_tensors="np")
+            rows = [features(i) for i in chunk]
+            batch = self.tokenizer.pad(rows, return_tensors="np")
             logits = self.runner(dict(batch))  # (B, num_labels)
             if logits.shape != (len(chunk), len(self.labels)):
                 raise HeadclsError(
@@ -256,11 +295,17 @@ class Classifier:
             out[chunk] = logits
         bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
         if len(bad):
+            text = doc[bad[0]] if doc is not None else bad[0]
             raise HeadclsError(
-                f"{self.name}: the model gives non-finite scores (NaN or infinity) for text {bad[0] + 1} of "
+                f"{self.name}: the model gives non-finite scores (NaN or infinity) for text {text + 1} of "
                 f"{len(texts)}; its weights are broken: train it again"
             )
-        return out
+        return out if doc is None else pool(out, doc, len(texts), self.long_text.pooling)
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """Per-label probabilities (N, num_labels): softmax, or a sigmoid per label for a multi-label model."""
+        logits = self.logits(texts)
+        return sigmoid(logits) if self.multi_label else softmax(logits)
 
     def predict(self, texts: list[str], top_k: int = 1) -> list[dict]:
         """Label name and score per text; with top_k > 1 also `top_k`: the k best (label, score) pairs."""
@@ -269,8 +314,9 @@ class Classifier:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise HeadclsError(f"top_k must be a whole number of at least 1, got {top_k!r}")
         top_k = min(top_k, len(self.labels))
-        logits = self.logits(texts)
-        probs = softmax(logits)
+        probs = self.scores(texts)
+        if self.multi_label:
+            return [self._labels_above(row, top_k) for row in probs]
         best = probs.argmax(axis=1)
         results = []
         for row, b in zip(probs, best):
@@ -280,6 +326,68 @@ class Classifier:
                 item["top_k"] = [{"label": self.labels[j], "score": float(row[j])} for j in top]
             results.append(item)
         return results
+
+
+    def _labels_above(self, row: np.ndarray, top_k: int) -> dict:
+        """Multi-label: every label at or above its threshold, best first, with its score."""
+        chosen = [j for j in np.argsort(-row, kind="stable") if row[j] >= self.thresholds[j]]
+        item = {"labels": [self.labels[j] for j in chosen], "scores": [float(row[j]) for j in chosen]}
+        if top_k > 1:
+            top = np.argsort(-row, kind="stable")[:top_k]
+            item["top_k"] = [{"label": self.labels[j], "score": float(row[j])} for j in top]
+        return item
+
+
+def long_text_options(cfg) -> dict:
+    """The long-text flags of an evaluate/predict/serve config, as `Classifier.from_pretrained` takes them."""
+    return {name: getattr(cfg, name) for name in ("long_text", "head_fraction", "stride", "pooling")}
+
+
+def long_text_reading(folder: Path, saved: dict | None, **given):
+    """How a model reads long texts: the options given (checked as the flags are) over its config.json's."""
+    from pydantic import ValidationError
+
+    from headcls.config import LongTexts, problems
+    from headcls.longtext import LongText
+
+    try:
+        overrides = LongTexts(**given)
+    except ValidationError as e:
+        raise HeadclsError(problems(e.errors(), set(), None, LongTexts)) from None
+    try:
+        merged = LongText.from_options(overrides, saved)
+        checked = LongTexts(long_text=merged.mode, head_fraction=merged.head_fraction, stride=merged.stride,
+                            pooling=merged.pooling)
+        reading = LongText(checked.long_text, checked.head_fraction, checked.stride, checked.pooling)
+    except (ValidationError, TypeError):
+        raise HeadclsError(f"{folder}/config.json: headcls.long_text is not valid ({saved!r:.80}); the file is "
+                           "corrupt") from None
+    owner = {"head_fraction": "head-tail", "stride": "chunks", "pooling": "chunks"}
+    for name, mode in owner.items():
+        if given.get(name) is not None and reading.mode != mode:
+            raise HeadclsError(f"--{name.replace('_', '-')} is an option of --long-text {mode}; {folder} reads long "
+                               f"texts as {reading.mode} (add --long-text {mode})")
+    return reading
+
+
+def settings(config: dict, folder: Path) -> dict:
+    """The `headcls` entry of a model's config.json: thresholds and how long texts are read (absent: none)."""
+    value = config.get("headcls") or {}
+    if not isinstance(value, dict):
+        raise HeadclsError(f"{folder}/config.json: 'headcls' must be an object; the file is corrupt")
+    thresholds = value.get("thresholds")
+    if thresholds is not None and not (
+        isinstance(thresholds, dict)
+        and all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in thresholds.values())
+    ):
+        raise HeadclsError(f"{folder}/config.json: headcls.thresholds must map labels to numbers in [0, 1]")
+    if not isinstance(value.get("long_text") or {}, dict):
+        raise HeadclsError(f"{folder}/config.json: headcls.long_text must be an object; the file is corrupt")
+    return value
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -303,21 +411,26 @@ def read_texts(path: Path, text_column: str | list[str] = "text", encoding: str 
             column_texts(frame, path, columns)
 
 
-def write_predictions(rows, path: Path, top_k: int, jsonl: bool) -> int:
-    """Write (text, result) pairs to `path` as JSONL or else CSV; return the count."""
+def write_predictions(rows, path: Path, top_k: int, jsonl: bool, multi_label: bool = False) -> int:
+    """Write (text, result) pairs to `path` as JSONL or else CSV; return the count. A multi-label result's
+    labels and scores go in CSV cells as JSON lists."""
     import csv
 
     count = 0
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = None if jsonl else csv.writer(f)
         if writer:
-            header = ["text", "label", "score"]
+            header = ["text", "labels", "scores"] if multi_label else ["text", "label", "score"]
             for k in range(1, top_k + 1 if top_k > 1 else 1):
                 header += [f"label_{k}", f"score_{k}"]
             writer.writerow(header)
         for text, result in rows:
             if writer:
-                row = [text, result["label"], f"{result['score']:.6f}"]
+                if "labels" in result:
+                    row = [text, json.dumps(result["labels"], ensure_ascii=False),
+                           json.dumps([round(x, 6) for x in result["scores"]])]
+                else:
+                    row = [text, result["label"], f"{result['score']:.6f}"]
                 for item in result.get("top_k", []):
                     row += [item["label"], f"{item['score']:.6f}"]
                 writer.writerow(row)
@@ -365,7 +478,8 @@ def predict_file(
             for chunk in [first, *texts] if first is not None else []:
                 yield from zip(chunk, clf.predict(chunk, top_k=top_k))
 
-        return write_predictions(rows(), tmp, top_k, jsonl=output_path.suffix.lower() == ".jsonl")
+        return write_predictions(rows(), tmp, top_k, jsonl=output_path.suffix.lower() == ".jsonl",
+                                 multi_label=clf.multi_label)
 
 
 def predict_command(cfg: PredictConfig, echo=print) -> None:
@@ -387,7 +501,7 @@ def predict_command(cfg: PredictConfig, echo=print) -> None:
         if not loaded:
             loaded.append(Classifier.from_pretrained(
                 cfg.model, backend=cfg.backend, precision=cfg.precision, batch_size=cfg.batch_size,
-                threads=cfg.threads, fast_paths=cfg.fast_paths,
+                threads=cfg.threads, fast_paths=cfg.fast_paths, **long_text_options(cfg),
             ))
         return loaded[0]
 

