@@ -127,6 +127,15 @@ class LongTexts(Options):
                                     "mean)")
 
 
+    def misplaced(self, mode: str) -> str | None:
+        """The first option set here that belongs to another --long-text mode than `mode`, said as an error."""
+        owners = {"head_fraction": "head-tail", "stride": "chunks", "pooling": "chunks"}
+        for name, wanted in owners.items():
+            if getattr(self, name) is not None and mode != wanted:
+                return f"--{name.replace('_', '-')} is an option of --long-text {wanted}"
+        return None
+
+
 class Infers(Runs, LongTexts):
     """Options of the commands that load a trained model and classify with it (evaluate, predict)."""
 
@@ -219,10 +228,8 @@ class TrainConfig(DataConfig, Runs, Writes, LongTexts):
     @model_validator(mode="after")
     def _long_text_options(self) -> TrainConfig:
         mode = self.long_text or "truncate"
-        owner = {"head_fraction": "head-tail", "stride": "chunks", "pooling": "chunks"}
-        for name, wanted in owner.items():
-            if getattr(self, name) is not None and mode != wanted:
-                raise ValueError(f"--{name.replace('_', '-')} is an option of --long-text {wanted}")
+        if problem := self.misplaced(mode):
+            raise ValueError(problem)
         if self.stride is not None and self.stride >= self.max_length - 2:
             raise ValueError(f"--stride {self.stride} must be below the window (--max-length {self.max_length} "
                              "less its special tokens)")

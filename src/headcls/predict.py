@@ -362,11 +362,8 @@ def long_text_reading(folder: Path, saved: dict | None, **given):
     except (ValidationError, TypeError):
         raise HeadclsError(f"{folder}/config.json: headcls.long_text is not valid ({saved!r:.80}); the file is "
                            "corrupt") from None
-    owner = {"head_fraction": "head-tail", "stride": "chunks", "pooling": "chunks"}
-    for name, mode in owner.items():
-        if given.get(name) is not None and reading.mode != mode:
-            raise HeadclsError(f"--{name.replace('_', '-')} is an option of --long-text {mode}; {folder} reads long "
-                               f"texts as {reading.mode} (add --long-text {mode})")
+    if problem := overrides.misplaced(reading.mode):
+        raise HeadclsError(f"{problem}; {folder} reads long texts as {reading.mode}")
     return reading
 
 

@@ -38,8 +38,8 @@ def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: l
     from sklearn.metrics import accuracy_score, hamming_loss, precision_recall_fscore_support
 
     y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    out: dict = {"multi_label": True, "accuracy": float(accuracy_score(y_true, y_pred)),
-                 "subset_accuracy": float(accuracy_score(y_true, y_pred)),
+    subset = float(accuracy_score(y_true, y_pred))  # on 0/1 matrices: the rows right in every label
+    out: dict = {"multi_label": True, "accuracy": subset, "subset_accuracy": subset,
                  "hamming_loss": float(hamming_loss(y_true, y_pred))}
     for average in ("micro", "macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
