@@ -199,6 +199,13 @@ class TrainConfig(DataConfig, Runs, Writes, LongTexts):
     eval_batch_size: Count = Field(128, description="rows per validation batch")
     # The tutorial's BERT used 5e-5; the small MiniLM encoder, tuned for embeddings, needs a larger step.
     learning_rate: float = Field(1e-4, gt=0, description="peak learning rate of AdamW")
+    head_learning_rate: float | None = Field(
+        None, gt=0, description="peak learning rate of the new classification head (default: --learning-rate)"
+    )
+    layer_lr_decay: float = Field(
+        1.0, gt=0, le=1, description="each encoder layer learns at this times the rate of the layer above (the top "
+        "one at --learning-rate, the embeddings below the first); 1: one rate for all"
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_steps: int = Field(500, ge=0, le=INT_MAX, description="linear warmup steps (capped, see next)")
     # A short run would spend all its steps warming up: cap the warmup to this fraction of the run.
@@ -221,6 +228,9 @@ class TrainConfig(DataConfig, Runs, Writes, LongTexts):
     class_weights: Annotated[str, AfterValidator(_class_weights)] = Field(
         "none", description="none, balanced (rows per class, inverted; multi-label: pos_weight), or a JSON/YAML "
         "file mapping each label to its weight"
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="spread this share of each target over all labels (multi-label: toward 0.5)"
     )
     tune_thresholds: bool = Field(False, description="multi-label: pick each label's threshold for the best "
                                   "validation F1 (else 0.5); saved with the model")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import shutil
 import signal
 import time
@@ -105,7 +106,8 @@ ARCHITECTURE = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", 
 
 def check_resumable(checkpoint: str, labels: list[str], encoder_config, epochs: float) -> None:
     """A checkpoint continues only the run it came from: the same label space and shape, the same encoder, texts
-    read the same way (a different --long-text makes other rows, so other batches), and epochs left."""
+    read the same way (a different --long-text makes other rows, so other batches), the same learning rates per
+    part (--layer-lr-decay and --head-learning-rate group the optimizer's parameters), and epochs left."""
     from headcls.model import MULTI_LABEL, config_labels, read_json
 
     saved_config = read_json(Path(checkpoint) / "config.json")
@@ -119,6 +121,12 @@ def check_resumable(checkpoint: str, labels: list[str], encoder_config, epochs: 
     if saved_reading is not None and saved_reading != reading:
         raise HeadclsError(f"--resume: {checkpoint} read long texts as {saved_reading}, this run as {reading}; "
                            "give the interrupted run's --long-text options, or start over with --overwrite")
+    saved_rates = (saved_config.get("headcls") or {}).get("learning_rates")
+    rates = (getattr(encoder_config, "headcls", None) or {}).get("learning_rates")
+    if saved_rates != rates:  # other parameter groups: the optimizer's saved state would not fit
+        raise HeadclsError(f"--resume: {checkpoint} trained with learning rates {rates_said(saved_rates)}, this run "
+                           f"{rates_said(rates)}; give the interrupted run's --learning-rate, --head-learning-rate and "
+                           "--layer-lr-decay, or start over with --overwrite")
     saved = config_labels(saved_config, Path(checkpoint))
     if saved != labels:
         raise HeadclsError(
@@ -198,9 +206,10 @@ class StopOnSignal:
             signal.signal(s, handler)
 
 
-def make_trainer(**kwargs):
+def make_trainer(learning_rates=None, **kwargs):
     """A Trainer whose length-grouped batches depend only on the seed and the epoch, and whose evaluation reads
-    the (length-sorted) evaluation set in order.
+    the (length-sorted) evaluation set in order. `learning_rates`: each parameter's peak rate by name
+    (`learning_rates(cfg, model)`), else the Trainer's one rate for all.
 
     The stock LengthGroupedSampler draws from the global RNG when an epoch starts; a run resumed in the middle
     of an epoch starts from another RNG state, so it would skip the wrong batches. Seeding each epoch's order
@@ -228,9 +237,27 @@ def make_trainer(**kwargs):
             # The model's own loss is a mean over its batch that ignores `num_items_in_batch`, but its forward takes
             # **kwargs, so the Trainer would take that mean as normalised over the whole step: neither divided by
             # the accumulation steps nor left unscaled across processes (the gradient grows with both). Said so,
-            # the Trainer averages it itself. A `compute_loss_func` (class weights) normalises by the step's items.
+            # the Trainer averages it itself. A `compute_loss_func` (class weights, label smoothing) normalises by the
+            # step's items.
             if self.compute_loss_func is None:
                 self.model_accepts_loss_kwargs = False
+
+        def create_optimizer(self, model=None):
+            if self.optimizer is not None or learning_rates is None:
+                return super().create_optimizer(model)
+            # The stock optimizer and its weight-decay rule, with parameters grouped by peak rate too.
+            model = self.accelerator.unwrap_model(model or self.model)  # names as `learning_rates` knows them
+            decay = set(self.get_decay_parameter_names(model))
+            groups: dict[tuple[float, float], list] = {}
+            for name, p in model.named_parameters():
+                if p.requires_grad:
+                    key = (learning_rates(name), self.args.weight_decay if name in decay else 0.0)
+                    groups.setdefault(key, []).append(p)
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls(
+                [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()], **optimizer_kwargs
+            )
+            return self.optimizer
 
         def training_step(self, *args, **kwargs):
             loss = super().training_step(*args, **kwargs)
@@ -388,22 +415,75 @@ def class_weights(cfg: TrainConfig, splits) -> list[float] | None:
     return weights
 
 
-def weighted_loss(weights: list[float], multi_label: bool):
-    """The Trainer's `compute_loss_func` for class weights: cross-entropy with `weight` (multi-label: binary
-    cross-entropy with `pos_weight`), summed and divided by the rows (multi-label: row-label cells) of the whole
-    optimizer step, which the Trainer counts across gradient accumulation as `num_items_in_batch`."""
+def learning_rates(cfg: TrainConfig, model):
+    """--head-learning-rate and --layer-lr-decay as each parameter's peak learning rate, by its name: the head
+    (what is outside the encoder: the classifier) at --head-learning-rate; the encoder's top layer, and what sits
+    above the layers (the pooler), at --learning-rate; each layer below at --layer-lr-decay times the one above;
+    the embeddings one step below the first layer. None when every parameter takes --learning-rate."""
+    if cfg.layer_lr_decay == 1 and cfg.head_learning_rate is None:
+        return None
+
+    def rate(name: str) -> float:
+        below = layers_below_top(name, model)
+        if below is None:
+            return cfg.head_learning_rate or cfg.learning_rate
+        return cfg.learning_rate * cfg.layer_lr_decay**below
+
+    return rate
+
+
+def layers_below_top(name: str, model) -> int | None:
+    """How many encoder layers sit above a parameter: 0 in the top layer or above it (pooler), the number of
+    layers for the embeddings; None for the head (outside the encoder)."""
+    layers = model.config.num_hidden_layers
+    if not name.startswith(model.base_model_prefix + "."):
+        return None
+    if "embeddings" in name:
+        return layers
+    found = re.search(r"\.layers?\.(\d+)\.", name)
+    return layers - 1 - int(found.group(1)) if found else 0
+
+
+def rate_summary(rates, model) -> dict[str, float]:
+    """Each part's peak learning rate, top down: the head, the encoder's layers (1 = the lowest), the embeddings."""
+    layers = model.config.num_hidden_layers
+    parts: dict[str, float] = {}
+    for name, _ in model.named_parameters():
+        below = layers_below_top(name, model)
+        part = "head" if below is None else "embeddings" if below == layers else f"layer {layers - below}"
+        parts.setdefault(part, rates(name))
+    return parts
+
+
+def rates_said(parts: dict[str, float] | None) -> str:
+    """A rate summary as one line, top down (config.json holds it with its keys sorted)."""
+    if not parts:
+        return "one rate for all"
+
+    def top_down(part: str) -> tuple:
+        return (0, 0) if part == "head" else (2, 0) if part == "embeddings" else (1, -int(part.split()[-1]))
+
+    return ", ".join(f"{part} {parts[part]:.3g}" for part in sorted(parts, key=top_down))
+
+
+def weighted_loss(weights: list[float] | None, multi_label: bool, label_smoothing: float = 0.0):
+    """The Trainer's `compute_loss_func` for class weights and label smoothing: cross-entropy with `weight` and
+    `label_smoothing` (multi-label: binary cross-entropy with `pos_weight`, each target moved toward 0.5 by half
+    the smoothing), summed and divided by the rows (multi-label: row-label cells) of the whole optimizer step,
+    which the Trainer counts across gradient accumulation as `num_items_in_batch`."""
     import torch
     import torch.nn.functional as F
 
-    weight = torch.tensor(weights, dtype=torch.float32)
+    weight = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
 
     def loss(outputs, labels, num_items_in_batch=None):
         logits = (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).float()
-        w = weight.to(logits.device)
+        w = weight.to(logits.device) if weight is not None else None
         if multi_label:
-            total = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=w, reduction="sum")
+            target = labels.float() * (1 - label_smoothing) + label_smoothing / 2
+            total = F.binary_cross_entropy_with_logits(logits, target, pos_weight=w, reduction="sum")
         else:
-            total = F.cross_entropy(logits, labels, weight=w, reduction="sum")
+            total = F.cross_entropy(logits, labels, weight=w, label_smoothing=label_smoothing, reduction="sum")
         items = num_items_in_batch if num_items_in_batch is not None else labels.numel()
         return total / items
 
@@ -495,7 +575,11 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
         logger.info("max_length %d: the encoder's positions", cfg.max_length)
     model.check_max_length(cfg.max_length, tokenizer, classifier.config)
     reading = LongText.from_options(cfg)
-    classifier.config.headcls = {"long_text": reading.to_dict()}  # saved in config.json, read by Classifier
+    rates = learning_rates(cfg, classifier)
+    # Saved in config.json: the reading is read by Classifier; both are checked by --resume.
+    classifier.config.headcls = {"long_text": reading.to_dict()}
+    if rates is not None:
+        classifier.config.headcls["learning_rates"] = rate_summary(rates, classifier)
     if resume_from:
         check_resumable(resume_from, splits.labels, classifier.config, cfg.epochs)
     distributed.on_main(
@@ -538,11 +622,15 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
         per_pass = math.ceil(train_rows / plan["effective_batch_size"]) if train_rows else None
         cadence = per_pass or max(1, math.ceil(plan["steps"] / 10))
     args = training_arguments(cfg, checkpoints, bf16, plan["warmup_steps"], cadence, plan["steps"] if stream else None)
+    if rates is not None:
+        echo(f"Learning rates: {rates_said(classifier.config.headcls['learning_rates'])}")
+    custom_loss = weights is not None or cfg.label_smoothing > 0
     callbacks = []
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     with StopOnSignal(here) as stop:
         trainer = make_trainer(
+            learning_rates=rates,
             model=classifier,
             args=args,
             train_dataset=train_set,
@@ -552,7 +640,7 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
             compute_metrics=trainer_metrics(
                 multi_label, val_set["doc"] if reading.mode == "chunks" else None, reading.pooling
             ),
-            compute_loss_func=weighted_loss(weights, multi_label) if weights is not None else None,
+            compute_loss_func=weighted_loss(weights, multi_label, cfg.label_smoothing) if custom_loss else None,
             callbacks=[*callbacks, stop.callback],
         )
         started = time.perf_counter()
@@ -709,6 +797,10 @@ def _write_report(cfg, trainer, splits, test, split_name, clf, results, staging:
     metrics["long_text"] = clf.long_text.to_dict()
     if weights is not None:
         metrics["class_weights"] = dict(zip(splits.labels, weights))
+    if rates := (getattr(trainer.model.config, "headcls", None) or {}).get("learning_rates"):
+        metrics["learning_rates"] = rates
+    if cfg.label_smoothing:
+        metrics["label_smoothing"] = cfg.label_smoothing
     metrics["validation"] = [
         {k: v for k, v in entry.items() if k in ("epoch", "eval_loss", "eval_accuracy", "eval_f1_macro")}
         for entry in trainer.state.log_history
@@ -746,6 +838,10 @@ def _card_settings(metrics: dict) -> str:
     if metrics.get("class_weights"):
         kind = "pos_weight" if metrics.get("multi_label") else "class weights"
         lines.append(f"Loss {kind}: " + ", ".join(f"{n} {w:.4g}" for n, w in metrics["class_weights"].items()) + ".")
+    if metrics.get("learning_rates"):
+        lines.append(f"Peak learning rates: {rates_said(metrics['learning_rates'])}.")
+    if metrics.get("label_smoothing"):
+        lines.append(f"Label smoothing {metrics['label_smoothing']:g}.")
     lt = metrics.get("long_text") or {}
     if lt.get("mode", "truncate") != "truncate":
         how = {"head-tail": f"head-tail (head share {lt['head_fraction']:g})",
