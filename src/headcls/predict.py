@@ -368,7 +368,8 @@ def long_text_reading(folder: Path, saved: dict | None, **given):
 
 
 def settings(config: dict, folder: Path) -> dict:
-    """The `headcls` entry of a model's config.json: thresholds and how long texts are read (absent: none)."""
+    """The `headcls` entry of a model's config.json: thresholds and how long texts are read (absent: none); it
+    may also hold the learning rates per part the model was trained with (checked by --resume, unused here)."""
     value = config.get("headcls") or {}
     if not isinstance(value, dict):
         raise HeadclsError(f"{folder}/config.json: 'headcls' must be an object; the file is corrupt")
