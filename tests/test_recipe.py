@@ -57,7 +57,7 @@ def test_layer_decay_and_head_rate_give_each_parameter_its_peak_rate(tiny_model_
     cfg = TrainConfig(train_file="t.csv", learning_rate=1e-4, layer_lr_decay=0.5, head_learning_rate=1e-3)
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=cfg.learning_rate, weight_decay=0.01,
                              warmup_steps=2, use_cpu=True, report_to=[])
-    trainer = make_trainer(learning_rates=learning_rates(cfg, model), model=model, args=args)
+    trainer = make_trainer(rates=learning_rates(cfg, model), model=model, args=args)
     optimizer = trainer.create_optimizer()
     given = {id(p): (group["lr"], group["weight_decay"]) for group in optimizer.param_groups for p in group["params"]}
     names = dict(model.named_parameters())

@@ -206,9 +206,9 @@ class StopOnSignal:
             signal.signal(s, handler)
 
 
-def make_trainer(learning_rates=None, **kwargs):
+def make_trainer(rates=None, **kwargs):
     """A Trainer whose length-grouped batches depend only on the seed and the epoch, and whose evaluation reads
-    the (length-sorted) evaluation set in order. `learning_rates`: each parameter's peak rate by name
+    the (length-sorted) evaluation set in order. `rates`: each parameter's peak rate by name
     (`learning_rates(cfg, model)`), else the Trainer's one rate for all.
 
     The stock LengthGroupedSampler draws from the global RNG when an epoch starts; a run resumed in the middle
@@ -243,7 +243,7 @@ def make_trainer(learning_rates=None, **kwargs):
                 self.model_accepts_loss_kwargs = False
 
         def create_optimizer(self, model=None):
-            if self.optimizer is not None or learning_rates is None:
+            if self.optimizer is not None or rates is None:
                 return super().create_optimizer(model)
             # The stock optimizer and its weight-decay rule, with parameters grouped by peak rate too.
             model = self.accelerator.unwrap_model(model or self.model)  # names as `learning_rates` knows them
@@ -251,7 +251,7 @@ def make_trainer(learning_rates=None, **kwargs):
             groups: dict[tuple[float, float], list] = {}
             for name, p in model.named_parameters():
                 if p.requires_grad:
-                    key = (learning_rates(name), self.args.weight_decay if name in decay else 0.0)
+                    key = (rates(name), self.args.weight_decay if name in decay else 0.0)
                     groups.setdefault(key, []).append(p)
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             self.optimizer = optimizer_cls(
@@ -630,7 +630,7 @@ def _train(cfg: TrainConfig, output: Path, checkpoints: Path, echo, here: Ranks,
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     with StopOnSignal(here) as stop:
         trainer = make_trainer(
-            learning_rates=rates,
+            rates=rates,
             model=classifier,
             args=args,
             train_dataset=train_set,
