@@ -99,6 +99,28 @@ def test_predict_cli_sentences_and_files(trained_dir, tmp_path, capsys):
     assert json.loads(out.read_text().splitlines()[0])["label"] == "sports"
 
 
+def test_a_file_is_predicted_chunk_by_chunk_as_it_is_read(trained_dir, tmp_path, monkeypatch):
+    from headcls import predict
+
+    (tmp_path / "in.txt").write_text("".join(f"market trade bank {i}\n" for i in range(10)), encoding="utf-8")
+    read = []  # chunks the reader has given when each prediction starts
+    real = predict.read_texts
+
+    def counted(*args, **kwargs):
+        for chunk in real(*args, **kwargs):
+            read.append(len(chunk))
+            yield chunk
+
+    clf = Classifier.from_pretrained(trained_dir, backend="torch", precision="fp32")
+    calls = []
+    monkeypatch.setattr(predict, "read_texts", counted)
+    monkeypatch.setattr(clf, "predict", lambda texts, top_k=1: calls.append(len(read)) or Classifier.predict(
+        clf, texts, top_k))
+    predict.predict_file(clf, tmp_path / "in.txt", tmp_path / "out.jsonl", chunk_rows=3)
+    assert read == [3, 3, 3, 1] and calls == [1, 2, 3, 4]  # never a chunk read ahead of its prediction
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 10
+
+
 def test_evaluate_cli_writes_the_report(trained_dir, toy_data, tmp_path):
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(trained_dir), "--test-file", str(toy_data / "test.csv"),

@@ -505,6 +505,19 @@ def test_corrupt_model_files(kind, file, damage, expected, trained_dir, onnx_dir
     assert str(broken) in err
 
 
+@pytest.mark.parametrize("reading", [{"mode": "head-tail", "head_fraction": None}, {"mode": None},
+                                     {"mode": "chunks", "pooling": None}, {"mode": "chunks", "stride": "four"}])
+def test_a_corrupt_long_text_setting_is_one_line(reading, trained_dir, tmp_path, capsys):
+    """Was: an unset head_fraction gave a TypeError on the first long text; an unset mode read texts as chunks."""
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["headcls"] = {"long_text": reading}
+    (broken / "config.json").write_text(json.dumps(config))
+    code, err = run(["predict", "--model", str(broken), "goal " * 100], capsys)
+    assert_one_line_error(code, err, "config.json: headcls.long_text is not valid")
+
+
 def test_a_bare_encoder_is_not_a_classifier(tiny_model_dir, capsys):
     """An encoder folder has no trained head: predicting with it would give noise, so it is refused."""
     code, err = run(["predict", "--model", str(tiny_model_dir), "goal"], capsys)
@@ -575,6 +588,18 @@ def test_confusion_matrix_for_hundreds_of_labels_is_bounded(tmp_path):
 
     drawn = plotted_labels(labels, np.array(metrics["confusion_matrix"]["matrix"]))
     assert len(drawn) == MAX_PLOTTED_LABELS and {7, 8} <= set(drawn)
+
+
+def test_a_per_label_picture_of_thousands_of_labels_draws_the_most_frequent(tmp_path):
+    from PIL import Image
+
+    from headcls.report import MAX_BARRED_LABELS, plot_per_label
+
+    per = {f"label {i}": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": i % 97} for i in range(3000)}
+    plot_per_label({"per_class": per, "f1_micro": 0.5, "f1_macro": 0.5}, tmp_path / "per_label.png")
+    with Image.open(tmp_path / "per_label.png") as image:
+        width, height = image.size
+    assert height <= (0.45 * MAX_BARRED_LABELS + 1.5) * 120 + 1, (width, height)  # 60 labels' bars, not 3,000
 
 
 def test_a_failed_plot_never_costs_the_trained_model(tiny_model_dir, toy_data, tmp_path, capsys, monkeypatch):

@@ -270,6 +270,24 @@ def test_a_megabyte_text_is_read_in_bounded_memory(trained_dir):
     assert peak < 400 << 20, peak  # token ids and one batch of windows, not every window padded at once
 
 
+def test_many_long_texts_are_tokenized_a_bounded_group_at_a_time(trained_dir, monkeypatch):
+    from headcls import longtext
+    from headcls import predict
+
+    clf = predict.Classifier.from_pretrained(trained_dir, backend="torch", precision="fp32", long_text="chunks",
+                                             stride=4)
+    clf.max_length = 16
+    texts = long_texts(30, seed=9)
+    at_once = clf.logits(texts)
+    groups = []
+    real = longtext.encode_whole
+    monkeypatch.setattr(longtext, "encode_whole", lambda tok, group: groups.append(group) or real(tok, group))
+    monkeypatch.setattr(predict, "WHOLE_TEXT_CHARS", 600)
+    np.testing.assert_allclose(clf.logits(texts), at_once, rtol=1e-4, atol=1e-5)  # same rows, in input order
+    assert len(groups) > 3 and [t for g in groups for t in g] == texts
+    assert all(sum(map(len, g)) <= 600 for g in groups if len(g) > 1)
+
+
 def test_balanced_class_weights_change_the_loss_as_computed_by_hand(tmp_path):
     import torch
 
@@ -319,6 +337,15 @@ def test_class_weights_from_a_file_are_used_and_recorded(tiny_model_dir, toy_dat
     assert main(["-q", "train", "--data", str(toy_data), "--model", str(tiny_model_dir), "--output",
                  str(tmp_path / "m2"), "--class-weights", str(weights)]) == 2
     assert "no weight for label 'science'" in capsys.readouterr().err
+    # A number too large for a float, and one label named twice (1 and "1"), are one line too.
+    for text, message in (("sports: 1\nbusiness: 2\nscience: 1" + "0" * 400 + "\n",
+                           "the weight of 'science' must be a positive number"),
+                          ("sports: 1\nbusiness: 2\nscience: 1\n1: 1\n'1': 2\n", "label '1' is named twice")):
+        weights.write_text(text)
+        assert main(["-q", "train", "--data", str(toy_data), "--model", str(tiny_model_dir), "--output",
+                     str(tmp_path / "m2"), "--class-weights", str(weights)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("argv, message", [

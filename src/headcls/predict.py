@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -19,6 +20,9 @@ from headcls.model import MULTI_LABEL
 logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
+# Texts read whole (head-tail, chunks) are tokenized this many characters at a time: about 13 bytes of token ids
+# per character as Python lists, so a few hundred MB at once.
+WHOLE_TEXT_CHARS = 16_000_000
 
 
 class TorchRunner:
@@ -260,7 +264,22 @@ class Classifier:
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Logits (N, num_labels) in input order, one row per text (with --long-text chunks: its windows'
-        logits pooled); batches are formed from length-sorted pieces."""
+        logits pooled); batches are formed from length-sorted pieces. Texts read whole (head-tail, chunks) are
+        tokenized a group of at most WHOLE_TEXT_CHARS characters at a time, so the token ids held at once stay
+        bounded however many long texts one call is given."""
+        if self.layout is None or len(texts) < 2:
+            return self._logits(texts, 0, len(texts))
+        parts, start, size = [], 0, 0
+        for i, text in enumerate(texts):
+            if size and size + len(text) > WHOLE_TEXT_CHARS:
+                parts.append(self._logits(texts[start:i], start, len(texts)))
+                start, size = i, 0
+            size += len(text)
+        parts.append(self._logits(texts[start:], start, len(texts)))
+        return np.concatenate(parts)
+
+    def _logits(self, texts: list[str], offset: int, total: int) -> np.ndarray:
+        """Logits of texts[offset : offset + len(texts)] of a call given `total` texts (for the error's count)."""
         from headcls.longtext import Pieces, encode_whole, pool
 
         if not texts:
@@ -297,8 +316,8 @@ class Classifier:
         if len(bad):
             text = doc[bad[0]] if doc is not None else bad[0]
             raise HeadclsError(
-                f"{self.name}: the model gives non-finite scores (NaN or infinity) for text {text + 1} of "
-                f"{len(texts)}; its weights are broken: train it again"
+                f"{self.name}: the model gives non-finite scores (NaN or infinity) for text {offset + text + 1} of "
+                f"{total}; its weights are broken: train it again"
             )
         return out if doc is None else pool(out, doc, len(texts), self.long_text.pooling)
 
@@ -356,10 +375,12 @@ def long_text_reading(folder: Path, saved: dict | None, **given):
         raise HeadclsError(problems(e.errors(), set(), None, LongTexts)) from None
     try:
         merged = LongText.from_options(overrides, saved)
+        if None in (merged.mode, merged.head_fraction, merged.pooling):  # only the stride has a default of None
+            raise ValueError(merged)
         checked = LongTexts(long_text=merged.mode, head_fraction=merged.head_fraction, stride=merged.stride,
                             pooling=merged.pooling)
         reading = LongText(checked.long_text, checked.head_fraction, checked.stride, checked.pooling)
-    except (ValidationError, TypeError):
+    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
         raise HeadclsError(f"{folder}/config.json: headcls.long_text is not valid ({saved!r:.80}); the file is "
                            "corrupt") from None
     if problem := overrides.misplaced(reading.mode):
@@ -473,7 +494,7 @@ def predict_file(
         top_k = min(top_k, len(clf.labels))
 
         def rows():
-            for chunk in [first, *texts] if first is not None else []:
+            for chunk in itertools.chain([first], texts) if first is not None else []:  # streamed, chunk by chunk
                 yield from zip(chunk, clf.predict(chunk, top_k=top_k))
 
         return write_predictions(rows(), tmp, top_k, jsonl=output_path.suffix.lower() == ".jsonl",

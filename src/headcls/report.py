@@ -62,11 +62,19 @@ def multi_hot(rows, labels: list[str]) -> np.ndarray:
     return out
 
 
+MAX_BARRED_LABELS = 60  # a bar picture's height grows with its labels: beyond this, the most frequent are drawn
+
+
 def plot_per_label(metrics: dict, path: Path, title: str = "Per-label results") -> None:
-    """Precision, recall and F1 of every label as bars, its support in the label's name (multi-label)."""
+    """Precision, recall and F1 of every label as bars, its support in the label's name (multi-label). With more
+    than MAX_BARRED_LABELS labels only the most frequent are drawn (the title says so); metrics.json has all."""
     from matplotlib.figure import Figure
 
-    per = metrics["per_class"]
+    every = metrics["per_class"]
+    drawn = sorted(sorted(every, key=lambda name: -every[name]["support"])[:MAX_BARRED_LABELS], key=list(every).index)
+    per = {name: every[name] for name in drawn}
+    if len(per) < len(every):
+        title += f" (the {len(per)} most frequent of {len(every)} labels)"
     names = [f"{name[:30]} ({m['support']})" for name, m in per.items()]
     fig = Figure(figsize=(8, max(2.5, 0.45 * len(names) + 1.5)), constrained_layout=True)
     ax = fig.subplots()

@@ -401,7 +401,12 @@ def class_weights(cfg: TrainConfig, splits) -> list[float] | None:
         raise HeadclsError(f"--class-weights {path}: not a readable YAML/JSON file ({str(e).splitlines()[0]})") from None
     if not isinstance(given, dict):
         raise HeadclsError(f"--class-weights {path}: must map each label to its weight, got {type(given).__name__}")
-    names = {normalise_label(k): v for k, v in given.items()}
+    names: dict = {}
+    for key, value in given.items():  # 1 and "1" are one label: named twice is a mistake, not a merge
+        name = normalise_label(key)
+        if name in names:
+            raise HeadclsError(f"--class-weights {path}: label {name!r} is named twice")
+        names[name] = value
     missing, extra = [x for x in labels if x not in names], sorted(str(n) for n in set(names) - set(labels))
     if missing or extra:
         what = f"has no weight for label {missing[0]!r}" if missing else f"names {extra[0]!r}, not a training label"
@@ -409,10 +414,21 @@ def class_weights(cfg: TrainConfig, splits) -> list[float] | None:
     weights = []
     for name in labels:
         w = names[name]
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-            raise HeadclsError(f"--class-weights {path}: the weight of {name!r} must be a positive number, got {w!r}")
+        if not positive_number(w):
+            raise HeadclsError(f"--class-weights {path}: the weight of {name!r} must be a positive number, got "
+                               f"{repr(w)[:40]}")
         weights.append(float(w))
     return weights
+
+
+def positive_number(value) -> bool:
+    """A finite number above 0 as YAML reads one (not a bool; an integer too large for a float is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:
+        return False
 
 
 def learning_rates(cfg: TrainConfig, model):
