@@ -760,6 +760,15 @@ def test_export_check_file_with_labels_the_model_does_not_know(trained_dir, tmp_
     assert_one_line_error(code, err, "check.csv: label 'football' is not one the model knows")
 
 
+def test_export_check_file_with_several_labels_per_row_for_a_single_label_model(trained_dir, tmp_path, capsys):
+    check = write(tmp_path, "check.jsonl", '{"text": "goal", "label": ["sports", "business"]}\n')
+    code, err = run(["export", "--model", str(trained_dir), "--output", str(tmp_path / "x"), "--check-file", check],
+                    capsys)
+    assert_one_line_error(code, err, "check.jsonl: its labels are lists (several per row) but the model gives one "
+                          "label per text")
+    assert not (tmp_path / "x").exists()
+
+
 def test_standard_output_that_cannot_be_written(trained_dir):
     with open("/dev/full", "w") as full:
         proc = headcls("-q", "predict", "--model", str(trained_dir), "goal", stdout=full, stderr=subprocess.PIPE)

@@ -145,13 +145,9 @@ class Infers(Runs, LongTexts):
     batch_size: Count = Field(64, description="texts per forward pass")
 
 
-class DataConfig(Options):
-    """Where labelled text comes from and how it is read (train and evaluate)."""
+class Columns(Options):
+    """How a labelled file is read: its text and label columns and its encoding (train, evaluate, export)."""
 
-    data: PathOption | None = Field(None, description="'ag_news', or a folder holding train.* / validation.* / test.*")
-    data_dir: PathOption | None = Field(None, description="local folder holding ag_news/train.csv and ag_news/test.csv")
-    validation_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet")
-    test_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet")
     text_column: list[str] = Field(
         default_factory=lambda: ["text"], min_length=1, description="one or more columns, joined with a space"
     )
@@ -160,7 +156,6 @@ class DataConfig(Options):
         None, description="multi-label CSV/TSV: the character(s) between a row's labels (e.g. '|')"
     )
     encoding: Encoding = Field("utf-8", description="text encoding of CSV/TSV/JSONL files (a BOM overrides it)")
-    test_samples: Count | None = Field(None, description="use the first N test rows")
 
     @model_validator(mode="after")
     def _label_is_not_text(self):
@@ -168,6 +163,16 @@ class DataConfig(Options):
             raise ValueError(f"--text-column includes the label column {self.label_column!r}: the label would be "
                              "part of the text the model reads")
         return self
+
+
+class DataConfig(Columns):
+    """Where labelled text comes from and how it is read (train and evaluate)."""
+
+    data: PathOption | None = Field(None, description="'ag_news', or a folder holding train.* / validation.* / test.*")
+    data_dir: PathOption | None = Field(None, description="local folder holding ag_news/train.csv and ag_news/test.csv")
+    validation_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet")
+    test_file: PathOption | None = Field(None, description="CSV, TSV, JSONL or Parquet")
+    test_samples: Count | None = Field(None, description="use the first N test rows")
 
     def input_paths(self) -> dict[str, str]:
         """Flag name -> path, for the inputs an output must not overwrite."""
@@ -365,7 +370,7 @@ class PredictConfig(Infers, Writes):
         return self
 
 
-class ExportConfig(Runs, Writes):
+class ExportConfig(Columns, Runs, Writes):
     """`headcls export`: an ONNX Runtime model folder (fp32 or dynamic int8) that predicts without torch."""
 
     model: PathOption = Field(description="a folder written by headcls train")
@@ -373,7 +378,6 @@ class ExportConfig(Runs, Writes):
     int8: bool = Field(False, description="dynamic int8 quantization (about a quarter of the size, faster on CPU)")
     check_file: PathOption | None = Field(None, description="labelled CSV/TSV/JSONL/Parquet to compare both models on")
     check_samples: Count = Field(500, description="rows of the check file to compare")
-    encoding: Encoding = Field("utf-8", description="text encoding of --check-file")
 
     input_paths = DataConfig.input_paths
 

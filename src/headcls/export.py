@@ -56,31 +56,34 @@ def _export_onnx(folder: str, path: Path, fast_paths: bool = True) -> None:
         )
 
 
-def _check_rows(model: Path, check_file: str | None, samples: int, encoding: str, labels: list[str],
-                multi_label: bool = False):
-    """Held-out labelled rows: --check-file, else the test predictions that `headcls train` saved (a multi-label
-    model's: its label cells are JSON lists)."""
+def _check_rows(model: Path, cfg: ExportConfig, labels: list[str], multi_label: bool = False):
+    """Held-out labelled rows: --check-file (read with --text-column, --label-column, --label-separator), else the
+    test predictions that `headcls train` saved (a multi-label model's: its label cells are JSON lists)."""
     import json
 
-    from headcls.config import DataConfig
+    from headcls.config import Columns, DataConfig
     from headcls.data import read_labelled
-    from headcls.reading import label_set
+    from headcls.reading import is_multi_label, label_set
 
-    path = Path(check_file) if check_file else model / "predictions.csv"
-    if not check_file and not path.is_file():
+    path = Path(cfg.check_file) if cfg.check_file else model / "predictions.csv"
+    if not cfg.check_file and not path.is_file():
         return None, None
-    frame = read_labelled(path, DataConfig(encoding=encoding))
+    # predictions.csv: the columns and encoding headcls writes
+    columns = cfg.model_dump(include=set(Columns.model_fields)) if cfg.check_file else {}
+    frame = read_labelled(path, DataConfig(**columns))
     if multi_label:
         try:
-            frame["label"] = [n if isinstance(n, tuple) else tuple(json.loads(n)) if not check_file else (n,)
+            frame["label"] = [n if isinstance(n, tuple) else tuple(json.loads(n)) if not cfg.check_file else (n,)
                               for n in frame["label"]]
         except (json.JSONDecodeError, TypeError):
             raise HeadclsError(f"{path}: the label cells are not the JSON lists headcls writes") from None
+    elif is_multi_label(frame["label"]):  # an accuracy of lists against single labels would be 0, said as a score
+        raise HeadclsError(f"{path}: its labels are lists (several per row) but the model gives one label per text")
     unknown = sorted(label_set(frame["label"]) - set(labels))
     if unknown:  # an accuracy against labels the model cannot give would say nothing
         raise HeadclsError(f"{path}: label {unknown[0]!r} is not one the model knows; its labels are: "
                            f"{', '.join(labels)}")
-    return frame.head(samples), path
+    return frame.head(cfg.check_samples), path
 
 
 def export(cfg: ExportConfig, echo=print) -> dict:
@@ -113,7 +116,7 @@ def _export(cfg: ExportConfig, source: Path, out: Path, labels: list[str], echo)
 
     int8 = cfg.int8
     multi_label = read_json(source / "config.json").get("problem_type") == MULTI_LABEL
-    rows, check_path = _check_rows(source, cfg.check_file, cfg.check_samples, cfg.encoding, labels, multi_label)
+    rows, check_path = _check_rows(source, cfg, labels, multi_label)
     report: dict = {}
     with staged_folder(out) as staging:
         for name in COPIED:
