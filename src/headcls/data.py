@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from headcls.config import DataConfig, TrainConfig
+from headcls.config import Columns, DataConfig, TrainConfig
 from headcls.errors import HeadclsError
 from headcls.reading import (  # noqa: F401  (label_order, normalise_label, is_missing: part of this module's API)
     LABEL,
@@ -63,7 +63,7 @@ def text_and_labels(
     return out
 
 
-def read_labelled(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
+def read_labelled(path: str | Path, cfg: Columns) -> pd.DataFrame:
     return text_and_labels(read_table(path, cfg.encoding), path, cfg.text_column, cfg.label_column,
                            cfg.label_separator)
 

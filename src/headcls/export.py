@@ -61,16 +61,15 @@ def _check_rows(model: Path, cfg: ExportConfig, labels: list[str], multi_label: 
     test predictions that `headcls train` saved (a multi-label model's: its label cells are JSON lists)."""
     import json
 
-    from headcls.config import Columns, DataConfig
+    from headcls.config import Columns
     from headcls.data import read_labelled
     from headcls.reading import is_multi_label, label_set
 
     path = Path(cfg.check_file) if cfg.check_file else model / "predictions.csv"
     if not cfg.check_file and not path.is_file():
         return None, None
-    # predictions.csv: the columns and encoding headcls writes
-    columns = cfg.model_dump(include=set(Columns.model_fields)) if cfg.check_file else {}
-    frame = read_labelled(path, DataConfig(**columns))
+    # --check-file is read with this command's column options; predictions.csv has the columns headcls writes
+    frame = read_labelled(path, cfg if cfg.check_file else Columns())
     if multi_label:
         try:
             frame["label"] = [n if isinstance(n, tuple) else tuple(json.loads(n)) if not cfg.check_file else (n,)
