@@ -25,8 +25,8 @@ MAX_TOKENS = 32  # texts are read whole but truncated to 32 tokens: a 1 GB run t
 def make_model(folder: Path) -> Path:
     from transformers import AutoTokenizer
 
-    from headcls.data import AG_NEWS_LABELS
-    from headcls.model import build_classifier, default_encoder
+    from headcls.data.agnews import AG_NEWS_LABELS
+    from headcls.modeling.loading import build_classifier, default_encoder
     from headcls.testing import tiny_bert
 
     vocab = (Path(default_encoder()) / "vocab.txt").read_text(encoding="utf-8").split("\n")

@@ -97,7 +97,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from headcls.data import AG_NEWS_LABELS
+    from headcls.data.agnews import AG_NEWS_LABELS
 
     work = Path(tempfile.mkdtemp(prefix="headcls-bench-"))
     rows = pd.read_csv(Path(args.data_dir) / "ag_news" / "test.csv").head(args.rows)

@@ -44,9 +44,9 @@ def main() -> None:
         TrainingArguments,
     )
 
-    from headcls.data import AG_NEWS_LABELS
-    from headcls.model import default_encoder
-    from headcls.report import compute_metrics
+    from headcls.data.agnews import AG_NEWS_LABELS
+    from headcls.modeling.loading import default_encoder
+    from headcls.evaluation.metrics import compute_metrics
 
     encoder = default_encoder()
     tokenizer = BertTokenizer.from_pretrained(encoder)

@@ -79,7 +79,7 @@ def run_tutorial(rows: int, data_dir: str) -> dict:
         TrainingArguments,
     )
 
-    from headcls.model import default_encoder
+    from headcls.modeling.loading import default_encoder
 
     encoder = default_encoder()
     tokenizer = BertTokenizer.from_pretrained(encoder)
@@ -126,8 +126,8 @@ def run_headcls(rows: int, data_dir: str, protocol: bool = False) -> dict:
     from transformers import AutoConfig, AutoTokenizer
 
     import headcls.train
-    from headcls.config import TrainConfig
-    from headcls.model import default_encoder
+    from headcls.options.commands import TrainConfig
+    from headcls.modeling.loading import default_encoder
 
     clock, make_trainer = epoch_clock(), headcls.train.make_trainer
 

@@ -17,8 +17,8 @@ import time
 
 import transformers
 
-from headcls import report
-from headcls.cli import main
+from headcls.cli.main import main
+from headcls.evaluation import report
 
 # torchrun drops a "--" that comes first among the script's arguments: then every argument is headcls's.
 split = sys.argv.index("--") if "--" in sys.argv else 0

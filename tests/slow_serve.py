@@ -9,8 +9,8 @@ stop the server with requests in flight.
 import sys
 import time
 
-from headcls.cli import main
-from headcls.predict import Classifier
+from headcls.cli.main import main
+from headcls.inference.classifier import Classifier
 
 flags, argv = sys.argv[1 : sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1 :]
 delay = float(flags[flags.index("--delay") + 1]) if "--delay" in flags else 0.0

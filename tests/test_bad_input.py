@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from headcls.cli import main
+from headcls.cli.main import main
 
 ROWS = "the team scored a goal,sports\nbank shares rose,business\nnasa space chip,science\n"
 GOOD = "text,label\n" + ROWS * 4
@@ -230,8 +230,8 @@ def test_evaluate_without_labelled_data(tmp_path, trained_dir, capsys):
 
 
 def test_latin1_works_with_encoding_flag(tmp_path):
-    from headcls.config import DataConfig
-    from headcls.data import read_labelled
+    from headcls.options.fields import DataConfig
+    from headcls.data.splits import read_labelled
 
     path = write(tmp_path, "t.csv", "text,label\ncaf\xe9 news,a\nx,b\n".encode("latin-1"))
     frame = read_labelled(path, DataConfig(encoding="latin-1"))

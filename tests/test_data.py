@@ -5,8 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from headcls.config import DataConfig, TrainConfig, build_config, load_yaml
-from headcls.data import label_order, load_splits, read_labelled, tokenize
+from headcls.options.commands import TrainConfig
+from headcls.options.fields import DataConfig
+from headcls.options.loading import build_config, load_yaml
+from headcls.data.splits import load_splits, read_labelled
+from headcls.data.tokenize import tokenize
+from headcls.files.columns import label_order
 from headcls.errors import HeadclsError
 
 
@@ -51,7 +55,7 @@ def test_integer_labels_with_gaps_keep_numeric_order(tmp_path):
     pd.DataFrame({"text": [f"t{i}" for i in range(40)], "label": [[2, 10, 7, 100][i % 4] for i in range(40)]}).to_json(
         path, orient="records", lines=True
     )
-    splits = load_splits(TrainConfig(train_file=str(path)))
+    splits = load_splits(read_train=True, cfg=TrainConfig(train_file=str(path)))
     assert splits.labels == ["2", "7", "10", "100"]
     assert label_order(["1.0", "b", "a"]) == ["1.0", "a", "b"]
 
@@ -67,11 +71,11 @@ def test_validation_is_a_seeded_stratified_hold_out(tmp_path):
     # Sorted by class: the hold-out must still see every class.
     frame(100, ["a"] * 1).pipe(lambda f: pd.concat([f, frame(100, ["b"])])).to_csv(path, index=False)
     cfg = TrainConfig(train_file=str(path), validation_fraction=0.2, seed=3)
-    first, again = load_splits(cfg), load_splits(cfg)
+    first, again = load_splits(cfg, read_train=True), load_splits(cfg, read_train=True)
     assert len(first.train) == 160 and len(first.validation) == 40
     assert first.validation["label"].value_counts().to_dict() == {"a": 20, "b": 20}
     assert first.validation["text"].tolist() == again.validation["text"].tolist()
-    other = load_splits(TrainConfig(train_file=str(path), validation_fraction=0.2, seed=4))
+    other = load_splits(read_train=True, cfg=TrainConfig(train_file=str(path), validation_fraction=0.2, seed=4))
     assert other.validation["text"].tolist() != first.validation["text"].tolist()
 
 
@@ -79,8 +83,8 @@ def test_train_samples_first_n_or_stratified(tmp_path):
     path = tmp_path / "t.csv"
     pd.concat([frame(50, ["a"]), frame(50, ["b"])]).to_csv(path, index=False)
     with pytest.raises(HeadclsError, match="only one class"):
-        load_splits(TrainConfig(train_file=str(path), train_samples=20))
-    splits = load_splits(TrainConfig(train_file=str(path), train_samples=20, stratify=True))
+        load_splits(read_train=True, cfg=TrainConfig(train_file=str(path), train_samples=20))
+    splits = load_splits(read_train=True, cfg=TrainConfig(train_file=str(path), train_samples=20, stratify=True))
     both = pd.concat([splits.train, splits.validation])
     assert len(both) == 20 and both["label"].value_counts().to_dict() == {"a": 10, "b": 10}
 
@@ -89,7 +93,7 @@ def test_duplicates_are_kept_and_logged(tmp_path, caplog):
     path = tmp_path / "t.csv"
     pd.concat([frame(10, ["a", "b"])] * 2).to_csv(path, index=False)
     with caplog.at_level("INFO"):
-        splits = load_splits(TrainConfig(train_file=str(path)))
+        splits = load_splits(read_train=True, cfg=TrainConfig(train_file=str(path)))
     assert len(splits.train) + len(splits.validation) == 20
     assert "10 duplicate rows" in caplog.text
 
@@ -111,7 +115,7 @@ def test_ag_news_from_a_local_folder_has_label_names(tmp_path):
     folder.mkdir()
     frame(8, [0, 1, 2, 3]).to_csv(folder / "train.csv", index=False)
     frame(4, [3, 2, 1, 0]).to_csv(folder / "test.csv", index=False)
-    splits = load_splits(TrainConfig(data="ag_news", data_dir=str(tmp_path), validation_fraction=0.5))
+    splits = load_splits(read_train=True, cfg=TrainConfig(data="ag_news", data_dir=str(tmp_path), validation_fraction=0.5))
     assert splits.labels == ["World", "Sports", "Business", "Sci/Tech"]
     assert splits.test["label"].tolist() == ["Sci/Tech", "Business", "Sports", "World"]
 
@@ -136,7 +140,7 @@ def test_shipped_configs_parse():
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export"])
 def test_help_works(command, capsys):
-    from headcls.cli import main
+    from headcls.cli.main import main
 
     assert main([command, "--help"]) == 0
     assert "--model" in capsys.readouterr().out

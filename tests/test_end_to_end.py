@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from headcls import Classifier
-from headcls.cli import main
+from headcls.cli.main import main
 
 
 def test_output_folder_is_a_complete_hf_model_folder(trained_dir):
@@ -100,7 +100,7 @@ def test_predict_cli_sentences_and_files(trained_dir, tmp_path, capsys):
 
 
 def test_a_file_is_predicted_chunk_by_chunk_as_it_is_read(trained_dir, tmp_path, monkeypatch):
-    from headcls import predict
+    from headcls.inference import files as predict
 
     (tmp_path / "in.txt").write_text("".join(f"market trade bank {i}\n" for i in range(10)), encoding="utf-8")
     read = []  # chunks the reader has given when each prediction starts
@@ -174,7 +174,7 @@ def test_export_matches_torch_and_needs_no_weights_file(trained_dir, exported_di
 def test_every_backend_keeps_input_order_and_label_names(backend, trained_dir, exported_dirs):
     kind, variant = backend.split("-")
     if kind == "torch":
-        from headcls.hardware import bf16_supported
+        from headcls.runtime.hardware import bf16_supported
 
         if variant == "bf16" and not bf16_supported():
             pytest.skip("no bf16 on this machine")
@@ -195,7 +195,7 @@ def test_onnx_prediction_imports_neither_torch_nor_transformers(exported_dirs):
     import sys
 
     code = (
-        "import sys; from headcls.predict import Classifier; "
+        "import sys; from headcls import Classifier; "
         "clf = Classifier.from_pretrained(sys.argv[1]); print(clf.predict(['market stock bank'])[0]['label']); "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
@@ -212,8 +212,8 @@ def test_rust_tokenizer_gives_the_transformers_ids(which, exported_dirs):
     from conftest import SHARED_DATA
     from transformers import AutoTokenizer
 
-    from headcls.model import default_encoder
-    from headcls.predict import RustTokenizer
+    from headcls.modeling.loading import default_encoder
+    from headcls.inference.backends import RustTokenizer
 
     folder = str(exported_dirs["int8"]) if which == "tiny" else default_encoder()
     reference, rust = AutoTokenizer.from_pretrained(folder), RustTokenizer.from_folder(folder)

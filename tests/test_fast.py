@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
-from headcls import fast
-from headcls.fast import CLS_HEAD_MODEL_TYPES, cls_only_last_layer, cpu_dropout
+from headcls.modeling import fast
+from headcls.modeling.fast import CLS_HEAD_MODEL_TYPES, cls_only_last_layer, cpu_dropout
 
 TEXTS = ["market stock profit", "the match of the season in the league today", "space", "nasa chip research week"]
 
@@ -54,7 +54,7 @@ def padded_batch(pad: int):
 def test_cls_only_last_layer_keeps_logits_and_gradients(model_type, attention, caplog):
     full = tiny_random_classifier(model_type, attention)
     patched = copy.deepcopy(full)
-    with caplog.at_level(logging.INFO, logger="headcls.fast"):
+    with caplog.at_level(logging.INFO, logger="headcls.modeling.fast"):
         assert cls_only_last_layer(patched)
     assert caplog.messages == [f"fast path cls-only-last-layer: applied ({model_type})"]
     batch, labels = padded_batch(full.config.pad_token_id), torch.tensor([0, 1, 2, 2])
@@ -95,7 +95,7 @@ def test_cls_only_last_layer_leaves_other_models_alone(caplog):
 
     config = DistilBertConfig(vocab_size=50, dim=32, n_layers=1, n_heads=4, hidden_dim=37, max_position_embeddings=16)
     model = DistilBertForSequenceClassification(config)
-    with caplog.at_level(logging.INFO, logger="headcls.fast"):
+    with caplog.at_level(logging.INFO, logger="headcls.modeling.fast"):
         assert not cls_only_last_layer(model)
     assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape == (1, 2)
     token_classifier = AutoModelForTokenClassification.from_config(tiny_random_classifier("bert", "eager").config)
@@ -103,7 +103,7 @@ def test_cls_only_last_layer_leaves_other_models_alone(caplog):
     flex.config._attn_implementation = "flex_attention"
     decoder = tiny_random_classifier("bert", "eager")
     decoder.config.is_decoder = True
-    with caplog.at_level(logging.INFO, logger="headcls.fast"):
+    with caplog.at_level(logging.INFO, logger="headcls.modeling.fast"):
         for other in (token_classifier, flex, decoder):
             assert not cls_only_last_layer(other) and is_stock(other)
     assert caplog.messages == [
@@ -116,8 +116,8 @@ def test_cls_only_last_layer_leaves_other_models_alone(caplog):
 
 def test_cls_only_last_layer_off_or_outside_the_verified_versions(monkeypatch, caplog):
     model = tiny_random_classifier("bert", "eager")
-    monkeypatch.setattr(fast, "_version", lambda package: {"transformers": "5.99.0"}.get(package, "0"))
-    with caplog.at_level(logging.INFO, logger="headcls.fast"):
+    monkeypatch.setattr(fast, "_installed_version", lambda package: {"transformers": "5.99.0"}.get(package, "0"))
+    with caplog.at_level(logging.INFO, logger="headcls.modeling.fast"):
         assert not cls_only_last_layer(model)
         assert not cls_only_last_layer(model, enabled=False)
     assert is_stock(model)
@@ -132,8 +132,8 @@ def test_the_installed_versions_are_verified():
     """Where this fails, run these tests under the new version and widen the range in headcls.fast if they pass."""
     from packaging.specifiers import SpecifierSet
 
-    assert SpecifierSet(fast.VERIFIED_TRANSFORMERS).contains(fast._version("transformers"))
-    assert SpecifierSet(fast.VERIFIED_TORCH).contains(fast._version("torch"))
+    assert SpecifierSet(fast.VERIFIED_TRANSFORMERS).contains(fast._installed_version("transformers"))
+    assert SpecifierSet(fast.VERIFIED_TORCH).contains(fast._installed_version("torch"))
 
 
 def test_cpu_dropout_rate_scale_and_reproducibility():
@@ -173,14 +173,14 @@ def test_cpu_dropout_in_bf16_and_in_place():
 
 def test_cpu_dropout_off_outside_the_verified_versions_and_after_an_error(monkeypatch, caplog):
     original = torch.nn.functional.dropout
-    with caplog.at_level(logging.INFO, logger="headcls.fast"):
+    with caplog.at_level(logging.INFO, logger="headcls.modeling.fast"):
         with cpu_dropout(enabled=False):
             assert torch.nn.functional.dropout is original
         with pytest.raises(ValueError), cpu_dropout():
             assert torch.nn.functional.dropout is not original
             raise ValueError
         assert torch.nn.functional.dropout is original
-        monkeypatch.setattr(fast, "_version", lambda package: {"torch": "2.99.0"}.get(package, "0"))
+        monkeypatch.setattr(fast, "_installed_version", lambda package: {"torch": "2.99.0"}.get(package, "0"))
         with cpu_dropout():
             assert torch.nn.functional.dropout is original
     assert caplog.messages == [
@@ -196,9 +196,9 @@ def test_evaluation_batches_follow_the_length_sorted_order(tmp_path, tiny_model_
 
     from transformers import DataCollatorWithPadding
 
-    from headcls.config import TrainConfig
-    from headcls.data import tokenize
-    from headcls.train import make_trainer, training_arguments
+    from headcls.options.commands import TrainConfig
+    from headcls.data.tokenize import tokenize
+    from headcls.training.trainer import make_trainer, training_arguments
 
     rng = random.Random(0)
     words = ["market", "stock", "goal", "team", "space", "nasa", "the", "of"]

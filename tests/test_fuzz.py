@@ -37,9 +37,12 @@ from conftest import toy_rows
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
-from headcls.cli import build_parser, main, printable
-from headcls.config import COMMAND_CONFIGS, INT_MAX, Positional, build_config
-from headcls.config import base_type as _base_type
+from headcls.cli.main import main
+from headcls.cli.parser import build_parser, printable
+from headcls.options.commands import COMMAND_CONFIGS
+from headcls.options.fields import INT_MAX, Positional
+from headcls.options.loading import build_config
+from headcls.options.fields import base_type as _base_type
 from headcls.errors import HeadclsError
 
 # --- the world each example runs in -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from conftest import TINY_TRAIN
 from test_bad_input import assert_one_line_error, run, write
 from test_reliability import start_child, train_argv, wait_for_checkpoint
 
-from headcls.cli import main
+from headcls.cli.main import main
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -55,8 +55,8 @@ def test_negative_batch_size_is_refused_not_run(command, trained_dir, toy_data, 
 
 def numeric_options() -> list[tuple[str, str]]:
     """(command, flag) for every number of every command, read from the schemas."""
-    from headcls.config import COMMAND_CONFIGS
-    from headcls.config import base_type as _base_type
+    from headcls.options.commands import COMMAND_CONFIGS
+    from headcls.options.fields import base_type as _base_type
 
     return [
         (command, "--" + name.replace("_", "-"))
@@ -91,7 +91,7 @@ def zero_refused() -> list[tuple[str, str]]:
     """(command, flag) for every number whose schema refuses 0 (counts from 1, rates above 0, ...)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from headcls.config import COMMAND_CONFIGS
+    from headcls.options.commands import COMMAND_CONFIGS
 
     out = []
     for command, flag in NUMERIC:
@@ -213,7 +213,7 @@ def test_a_second_run_on_the_same_output_refuses_at_once(tmp_path, tiny_model_di
 
 def test_evaluate_writes_its_report_whole_or_not_at_all(trained_dir, toy_data, tmp_path, capsys, monkeypatch):
     """Was: a failed evaluate left predictions.csv new and metrics.json stale in the same folder."""
-    import headcls.report
+    import headcls.evaluation.command
 
     out = tmp_path / "eval"
     argv = ["evaluate", "--model", str(trained_dir), "--test-file", str(toy_data / "test.csv"), "--output", str(out)]
@@ -222,14 +222,14 @@ def test_evaluate_writes_its_report_whole_or_not_at_all(trained_dir, toy_data, t
         raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) after the predictions were written, before the metrics
 
     with monkeypatch.context() as patch:
-        patch.setattr(headcls.report, "write_metrics", interrupted)
+        patch.setattr(headcls.evaluation.command, "write_metrics", interrupted)
         assert main(argv) == 130
     assert not out.exists(), "a report cut short leaves no folder (no predictions.csv without metrics.json)"
     assert main(argv) == 0
     before = snapshot(out)
     code, err = run(argv, capsys)
     assert_one_line_error(code, err, f"--output {out}: already holds files; pass --overwrite to replace them")
-    monkeypatch.setattr(headcls.report, "write_metrics", interrupted)
+    monkeypatch.setattr(headcls.evaluation.command, "write_metrics", interrupted)
     other = write(tmp_path, "other.csv", "text,label\ngoal goal,sports\nbank bank,business\n")
     argv = ["evaluate", "--model", str(trained_dir), "--test-file", other, "--output", str(out), "--overwrite"]
     assert main(argv) == 130
@@ -436,12 +436,12 @@ def test_encodings_and_byte_order_marks(encoding, flag, trained_dir, tmp_path):
 
 
 def test_training_data_in_utf16(tiny_model_dir, toy_data, tmp_path):
-    from headcls.config import TrainConfig
-    from headcls.data import load_splits
+    from headcls.options.commands import TrainConfig
+    from headcls.data.splits import load_splits
 
     path = tmp_path / "train.csv"
     path.write_bytes((toy_data / "train.csv").read_text().encode("utf-16"))
-    splits = load_splits(TrainConfig(train_file=str(path), encoding="utf-16"))
+    splits = load_splits(read_train=True, cfg=TrainConfig(train_file=str(path), encoding="utf-16"))
     assert len(splits.train) + len(splits.validation) == 240
     assert splits.labels == ["business", "science", "sports"]
 
@@ -572,7 +572,8 @@ def test_confusion_matrix_for_hundreds_of_labels_is_bounded(tmp_path):
     """Was: the plot for hundreds of labels ran out of memory after training, losing the model."""
     from PIL import Image
 
-    from headcls.report import compute_metrics, plot_confusion_matrix
+    from headcls.evaluation.metrics import compute_metrics
+    from headcls.evaluation.plots import plot_confusion_matrix
 
     labels = [f"label number {i}" for i in range(600)]
     rng = np.random.default_rng(0)
@@ -584,7 +585,7 @@ def test_confusion_matrix_for_hundreds_of_labels_is_bounded(tmp_path):
     with Image.open(tmp_path / "cm.png") as image:
         width, height = image.size
     assert width * height < 6000 * 3000, (width, height)  # the same bound as a 30-label picture
-    from headcls.report import MAX_PLOTTED_LABELS, plotted_labels
+    from headcls.evaluation.plots import MAX_PLOTTED_LABELS, plotted_labels
 
     drawn = plotted_labels(labels, np.array(metrics["confusion_matrix"]["matrix"]))
     assert len(drawn) == MAX_PLOTTED_LABELS and {7, 8} <= set(drawn)
@@ -593,7 +594,7 @@ def test_confusion_matrix_for_hundreds_of_labels_is_bounded(tmp_path):
 def test_a_per_label_picture_of_thousands_of_labels_draws_the_most_frequent(tmp_path):
     from PIL import Image
 
-    from headcls.report import MAX_BARRED_LABELS, plot_per_label
+    from headcls.evaluation.plots import MAX_BARRED_LABELS, plot_per_label
 
     per = {f"label {i}": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": i % 97} for i in range(3000)}
     plot_per_label({"per_class": per, "f1_micro": 0.5, "f1_macro": 0.5}, tmp_path / "per_label.png")
@@ -603,12 +604,12 @@ def test_a_per_label_picture_of_thousands_of_labels_draws_the_most_frequent(tmp_
 
 
 def test_a_failed_plot_never_costs_the_trained_model(tiny_model_dir, toy_data, tmp_path, capsys, monkeypatch):
-    import headcls.report
+    import headcls.evaluation.report
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("cannot allocate the picture")
 
-    monkeypatch.setattr(headcls.report, "plot_confusion_matrix", out_of_memory)
+    monkeypatch.setattr(headcls.evaluation.report, "plot_confusion_matrix", out_of_memory)
     out = tmp_path / "model"
     assert main(["-q", "train", "--data", str(toy_data), "--model", str(tiny_model_dir), "--output", str(out),
                  "--no-baseline", *TINY_TRAIN, "--epochs", "2"]) == 0
@@ -724,8 +725,8 @@ def test_sentences_and_an_input_file_are_not_mixed(trained_dir, tmp_path, capsys
 
 
 def test_a_data_folder_is_read_whole_or_refused(tiny_model_dir, toy_data, tmp_path, capsys, caplog):
-    from headcls.config import TrainConfig
-    from headcls.data import load_splits
+    from headcls.options.commands import TrainConfig
+    from headcls.data.splits import load_splits
 
     folder = tmp_path / "data"
     folder.mkdir()
@@ -734,7 +735,7 @@ def test_a_data_folder_is_read_whole_or_refused(tiny_model_dir, toy_data, tmp_pa
     rows.head(30).to_csv(folder / "val.csv", index=False)
     (folder / "test.txt").write_text("not read\n")
     with caplog.at_level("WARNING"):
-        splits = load_splits(TrainConfig(data=str(folder)))
+        splits = load_splits(read_train=True, cfg=TrainConfig(data=str(folder)))
     assert len(splits.validation) == 30, "val.csv is the validation split"
     assert "test.txt: not read" in caplog.text
     rows.to_json(folder / "train.jsonl", orient="records", lines=True)
@@ -744,8 +745,8 @@ def test_a_data_folder_is_read_whole_or_refused(tiny_model_dir, toy_data, tmp_pa
 
 
 def test_true_and_false_labels_read_the_same_from_json_and_csv(tmp_path):
-    from headcls.config import DataConfig
-    from headcls.data import read_labelled
+    from headcls.options.fields import DataConfig
+    from headcls.data.splits import read_labelled
 
     csv = write(tmp_path, "t.csv", "text,label\na,false\nb,true\n")
     jsonl = write(tmp_path, "t.jsonl", '{"text": "a", "label": false}\n{"text": "b", "label": true}\n')
@@ -790,7 +791,8 @@ def test_flag_mistakes_say_what_was_meant(argv, expected, toy_data, capsys):
 
 def test_config_files_written_by_headcls_or_by_hand(trained_dir, tmp_path, capsys):
     """training_config.yaml feeds back into --config; 1e-3 is a number; a UTF-16 file with a BOM reads."""
-    from headcls.config import TrainConfig, build_config
+    from headcls.options.commands import TrainConfig
+    from headcls.options.loading import build_config
 
     cfg = build_config(TrainConfig, str(trained_dir / "training_config.yaml"))
     assert cfg.epochs == 20 and cfg.learning_rate == 3e-3

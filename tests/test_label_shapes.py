@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import FILLER, KEYWORDS, TINY_TRAIN
 
-from headcls.cli import main
+from headcls.cli.main import main
 
 TOPICS = list(KEYWORDS)
 
@@ -77,7 +77,7 @@ def test_multi_label_from_a_list_column_trains_a_sigmoid_head(multi_model):
 def test_a_plain_pipeline_applies_a_sigmoid_to_a_multi_label_model(multi_model):
     from transformers import pipeline
 
-    from headcls.predict import Classifier
+    from headcls.inference.classifier import Classifier
 
     held_out = multi_rows(70, seed=2)
     two = held_out[held_out["label"].map(len) == 2].iloc[0]  # a row like those it trained on, of two topics
@@ -126,7 +126,7 @@ def test_thresholds_are_saved_and_used_by_predict(multi_model, tmp_path, capsys)
 
 
 def test_multi_label_from_a_separated_string_column(tiny_model_dir, tmp_path):
-    from headcls.predict import Classifier
+    from headcls.inference.classifier import Classifier
 
     for split, n, seed in (("train", 140, 3), ("test", 35, 4)):
         frame = multi_rows(n, seed)
@@ -145,8 +145,8 @@ def test_multi_label_from_a_separated_string_column(tiny_model_dir, tmp_path):
 
 
 def test_tuned_thresholds_beat_half_where_the_scores_are_low():
-    from headcls.report import compute_multilabel_metrics
-    from headcls.train import tune_thresholds
+    from headcls.evaluation.metrics import compute_multilabel_metrics
+    from headcls.evaluation.metrics import tune_thresholds
 
     rng = np.random.default_rng(0)
     truth = (rng.random((200, 2)) < 0.4).astype(int)
@@ -165,7 +165,7 @@ def test_tuned_thresholds_beat_half_where_the_scores_are_low():
 
 
 def test_multi_label_metrics_against_hand_computed_values():
-    from headcls.report import compute_multilabel_metrics
+    from headcls.evaluation.metrics import compute_multilabel_metrics
 
     truth = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
     guess = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 0]])
@@ -191,8 +191,8 @@ def long_texts(n: int, seed: int) -> list[str]:
 
 
 def test_chunks_pool_the_windows_of_each_text_into_one_prediction_in_input_order(trained_dir):
-    from headcls.longtext import Pieces, encode_whole, pool, special_layout
-    from headcls.predict import Classifier
+    from headcls.data.longtext import Pieces, encode_whole, pool, special_layout
+    from headcls.inference.classifier import Classifier
 
     clf = Classifier.from_pretrained(trained_dir, backend="torch", precision="fp32", long_text="chunks", stride=4)
     clf.max_length = 16  # windows of 14 tokens: the long texts have several
@@ -218,8 +218,8 @@ def test_chunks_pool_the_windows_of_each_text_into_one_prediction_in_input_order
 
 
 def test_head_tail_keeps_the_first_and_last_tokens(trained_dir):
-    from headcls.longtext import LongText, Pieces, encode_whole, special_layout
-    from headcls.predict import Classifier
+    from headcls.data.longtext import LongText, Pieces, encode_whole, special_layout
+    from headcls.inference.classifier import Classifier
 
     clf = Classifier.from_pretrained(trained_dir, backend="torch", precision="fp32")
     tokenizer = clf.tokenizer
@@ -259,7 +259,7 @@ def test_texts_longer_than_the_model_train_and_evaluate_per_text(tiny_model_dir,
 def test_a_megabyte_text_is_read_in_bounded_memory(trained_dir):
     import tracemalloc
 
-    from headcls.predict import Classifier
+    from headcls.inference.classifier import Classifier
 
     clf = Classifier.from_pretrained(trained_dir, backend="torch", precision="fp32", long_text="chunks")
     text = " ".join(random.Random(0).choices(FILLER + KEYWORDS["sports"], k=200_000))  # about 1 MB
@@ -273,7 +273,8 @@ def test_a_megabyte_text_is_read_in_bounded_memory(trained_dir):
 
 
 def test_many_long_texts_are_tokenized_a_bounded_group_at_a_time(trained_dir, monkeypatch):
-    from headcls import longtext, predict
+    from headcls.data import longtext
+    from headcls.inference import classifier as predict
 
     clf = predict.Classifier.from_pretrained(trained_dir, backend="torch", precision="fp32", long_text="chunks",
                                              stride=4)
@@ -292,9 +293,9 @@ def test_many_long_texts_are_tokenized_a_bounded_group_at_a_time(trained_dir, mo
 def test_balanced_class_weights_change_the_loss_as_computed_by_hand(tmp_path):
     import torch
 
-    from headcls.config import TrainConfig
-    from headcls.data import Splits
-    from headcls.train import class_weights, weighted_loss
+    from headcls.options.commands import TrainConfig
+    from headcls.data.splits import Splits
+    from headcls.training.recipe import class_weights, weighted_loss
 
     train = pd.DataFrame({"text": ["x"] * 8, "label": ["a"] * 6 + ["b"] * 2})
     splits = Splits(train, None, None, ["a", "b"], {})
@@ -366,7 +367,7 @@ def test_label_shape_options_are_checked(tiny_model_dir, toy_data, tmp_path, cap
 
 
 def test_a_multi_label_model_exports_to_onnx_with_the_same_labels(multi_model, tmp_path, capsys):
-    from headcls.predict import Classifier
+    from headcls.inference.classifier import Classifier
 
     out = tmp_path / "onnx"
     assert main(["export", "--model", str(multi_model), "--output", str(out)]) == 0
@@ -392,7 +393,7 @@ def test_export_reads_a_check_file_with_its_own_columns_and_label_separator(mult
 
 
 def test_a_held_out_row_with_a_label_seen_nowhere_else_goes_back_to_training():
-    from headcls.data import _hold_out
+    from headcls.data.splits import _hold_out
 
     rows = [("a",), ("b",)] * 20 + [("a", "rare")]
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(len(rows))], "label": rows})

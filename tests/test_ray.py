@@ -22,7 +22,7 @@ import pytest
 from conftest import toy_rows
 from test_bad_input import assert_one_line_error, run
 
-from headcls.cli import main
+from headcls.cli.main import main
 
 ray = pytest.importorskip("ray")
 
@@ -165,7 +165,7 @@ def onnx_dir(trained_dir, tmp_path_factory) -> Path:
 
 
 def test_onnx_int8_backend_jsonl_shards_python_api_and_overwrite(cluster, onnx_dir, tmp_path, capsys):
-    from headcls.batch import predict_dataset
+    from headcls.inference.ray_engine import predict_dataset
 
     rows = labelled_rows(40, seed=12)
     words = rows["text"].str.split()

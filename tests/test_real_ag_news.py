@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import SHARED_DATA
 
-from headcls.cli import main
+from headcls.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_long_documents_whose_topic_comes_after_token_512(real_model):
 
     import pandas as pd
 
-    from headcls.predict import Classifier
+    from headcls.inference.classifier import Classifier
 
     rows = pd.read_csv(SHARED_DATA / "ag_news" / "test.csv").iloc[400:]  # not the rows scored above
     rows = pd.concat([rows[rows["label"] == k].head(40) for k in range(4)])

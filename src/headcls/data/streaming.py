@@ -16,7 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from headcls.errors import HeadclsError
-from headcls.reading import LABEL, SUFFIXES, column_labels, column_texts, file_format, label_order, raise_two_spellings
+from headcls.options.commands import TrainConfig
+from headcls.files.columns import column_labels, column_texts, label_order, raise_two_spellings
+from headcls.files.tables import LABEL, SUFFIXES, file_format
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def is_url(path: str) -> bool:
 def chunks(path: str, encoding: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
     """(number of the first row, DataFrame) chunks of a CSV / TSV / JSONL / Parquet file or URL."""
     if not is_url(path):
-        from headcls.reading import iter_frames
+        from headcls.files.tables import iter_frames
 
         yield from iter_frames(path, encoding, chunk_rows)
         return
@@ -96,10 +98,42 @@ def source(cfg) -> str:
     """The one training file --streaming reads, from --train-file or the --data folder."""
     if cfg.train_file:
         return cfg.train_file
-    from headcls.data import _folder_file
+    from headcls.data.splits import folder_file
 
-    found = _folder_file(Path(cfg.data), "train") if cfg.data and cfg.data != "ag_news" else None
+    found = folder_file(Path(cfg.data), "train") if cfg.data and cfg.data != "ag_news" else None
     if found is None:
         raise HeadclsError("--streaming reads a training file: pass --train-file FILE (a path or a URL) or --data "
                            "FOLDER holding train.*")
     return str(found)
+
+
+def read_stream_plan(cfg: TrainConfig) -> dict:
+    """For --streaming: the training file, its label space (declared, or found by one counting pass) and its row
+    count (None when declared)."""
+    from headcls import streaming
+    from headcls.files.columns import normalise_label
+
+    path = streaming.source(cfg)
+    if cfg.labels is not None:
+        return {"path": path, "labels": [normalise_label(name) for name in cfg.labels], "rows": None}
+    logger.info("Counting the rows and labels of %s (one pass; --labels and --max-steps skip it)", path)
+    labels, rows = streaming.count(path, cfg.text_column, cfg.label_column, cfg.encoding)
+    return {"path": path, "labels": labels, "rows": rows}
+
+
+def stream_splits(splits, stream: dict):
+    """The in-memory validation and test splits beside a streamed training file, checked against its labels."""
+    from headcls.data.splits import Splits
+
+    labels = stream["labels"]  # a stream is single-label (headcls.reading.column_labels refuses lists in one)
+    if splits.multi_label:
+        raise HeadclsError(f"{splits.sources['validation']}: holds several labels per row; multi-label data is read "
+                           "whole, not with --streaming")
+    for split in ("validation", "test"):
+        frame = getattr(splits, split)
+        unseen = sorted(set(frame["label"]) - set(labels)) if frame is not None else []
+        if unseen:
+            where = "--labels" if stream["rows"] is None else f"the training data ({stream['path']})"
+            raise HeadclsError(f"{splits.sources[split]}: label {unseen[0]!r} is not among the labels of {where}: "
+                               f"{', '.join(labels)}")
+    return Splits(None, splits.validation, splits.test, labels, {**splits.sources, "train": stream["path"]})
