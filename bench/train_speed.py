@@ -7,14 +7,15 @@ The rows: a seeded random sample of --rows of the tutorial protocol's training r
     over the protocol's 6,000 rows (so every row is padded to the longest of its 1,000-row block, as in the
     tutorial), DataCollatorWithPadding, fp32 Trainer, batch 32, weight decay 0.01, the encoder's own dropout
     and attention; then trained on the sampled rows.
-(b) headcls: `headcls.train.train` with its defaults (dynamic padding, length-grouped batches, bf16 autocast
-    where supported, fused AdamW, the encoder's own dropout with fast masks, [CLS]-only last layer, plain
-    attention on CPU), on the same sampled rows, validating on 64 test rows after the epoch.
+(b) headcls: `headcls.train` (src/headcls/training/run.py) with its defaults (dynamic padding, length-grouped
+    batches, bf16 autocast where supported, fused AdamW, the encoder's own dropout with fast masks, [CLS]-only
+    last layer, plain attention on CPU), on the same sampled rows, validating on 64 test rows after the epoch.
 Both train one epoch with the same learning-rate schedule (5e-5, warmup 10%), each run in a fresh process.
 Samples/s is measured the same way for both: rows over the seconds from the start to the end of the epoch's
-training loop (batches, steps, logging), by a callback; the recipe has no validation or checkpoint, so
-headcls's per-epoch validation and checkpoint, which follow the loop, are reported apart: the Trainer's own
-figure (`train_samples_per_second`, which counts them for headcls) is the "Trainer figure" column.
+training loop (batches, steps, logging), by the same Trainer callback (`epoch_clock`; headcls takes it through
+`headcls.train(..., callbacks=[...])`); the recipe has no validation or checkpoint, so headcls's per-epoch
+validation and checkpoint, which follow the loop, are reported apart: the Trainer's own figure
+(`train_samples_per_second`, which counts them for headcls) is the "Trainer figure" column.
 Useful GFLOP/s counts the stock model's work on the real (unpadded) tokens (`common.useful_gflop`: dense layers
 and attention, forward and backward).
 """
@@ -125,25 +126,16 @@ def run_headcls(rows: int, data_dir: str, protocol: bool = False) -> dict:
     import pandas as pd
     from transformers import AutoConfig, AutoTokenizer
 
-    import headcls.train
-    from headcls.options.commands import TrainConfig
+    import headcls
     from headcls.modeling.loading import default_encoder
 
-    clock, make_trainer = epoch_clock(), headcls.train.make_trainer
-
-    def make_trainer_with_clock(**kwargs):
-        trainer = make_trainer(**kwargs)
-        trainer.add_callback(clock)
-        return trainer
-
-    headcls.train.make_trainer = make_trainer_with_clock
-
+    clock = epoch_clock()
     train_rows = protocol_rows(data_dir) if protocol else protocol_rows(data_dir).iloc[sample_positions(rows)]
     check_rows = pd.read_csv(Path(data_dir) / "ag_news" / "test.csv").head(64)
     with tempfile.TemporaryDirectory() as tmp:
         train_rows.to_csv(Path(tmp) / "train.csv", index=False)
         check_rows.to_csv(Path(tmp) / "check.csv", index=False)
-        cfg = TrainConfig(
+        cfg = headcls.TrainConfig(
             train_file=f"{tmp}/train.csv",
             validation_file=None if protocol else f"{tmp}/check.csv",
             test_file=f"{tmp}/check.csv",
@@ -153,7 +145,7 @@ def run_headcls(rows: int, data_dir: str, protocol: bool = False) -> dict:
             warmup_steps=10_000,  # capped to max_warmup_fraction (10%) of the run, as for the tutorial
             baseline=False,
         )
-        metrics = headcls.train.train(cfg, echo=lambda *a: None)
+        metrics = headcls.train(cfg, callbacks=[clock], echo=lambda *a: None)
     encoder = default_encoder()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     real_tokens = [len(ids) for ids in tokenizer(train_rows["text"].tolist(), truncation=True, max_length=128)["input_ids"]]
@@ -190,9 +182,9 @@ def main() -> None:
     peaks = {name: gemm_peak(name) for name in ("float32", "bfloat16")}
     runs: dict[str, list[dict]] = {name: [] for name in VARIANTS[: 3 if args.protocol else 2]}
     for repeat in range(args.repeats):  # interleaved, so slow phases of a shared machine hit both
-        for name in runs:
+        for name, results in runs.items():
             result = child_json([__file__, "--one", name, "--rows", str(args.rows), "--data-dir", args.data_dir])
-            runs[name].append(result)
+            results.append(result)
             print(f"repeat {repeat + 1} {name}: {result['samples_per_second']:.1f} samples/s", file=sys.stderr)
 
     summary = []

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 # Nothing in the tests may reach the hub: a hub id fails at once instead of waiting on the network.
 os.environ["HF_HUB_OFFLINE"] = "1"

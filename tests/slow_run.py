@@ -17,7 +17,7 @@ import time
 
 import transformers
 
-from headcls.cli.main import main
+from headcls.cli import main
 from headcls.evaluation import report
 
 # torchrun drops a "--" that comes first among the script's arguments: then every argument is headcls's.

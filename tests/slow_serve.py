@@ -9,7 +9,7 @@ stop the server with requests in flight.
 import sys
 import time
 
-from headcls.cli.main import main
+from headcls.cli import main
 from headcls.inference.classifier import Classifier
 
 flags, argv = sys.argv[1 : sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1 :]

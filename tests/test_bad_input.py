@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 ROWS = "the team scored a goal,sports\nbank shares rose,business\nnasa space chip,science\n"
 GOOD = "text,label\n" + ROWS * 4

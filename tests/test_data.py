@@ -140,7 +140,7 @@ def test_shipped_configs_parse():
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export"])
 def test_help_works(command, capsys):
-    from headcls.cli.main import main
+    from headcls.cli import main
 
     assert main([command, "--help"]) == 0
     assert "--model" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import pytest
 from conftest import toy_rows
 from test_reliability import SLOW_RUN, same_results, wait_for_checkpoint
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 ROWS, BATCH, PROCESSES = 192, 16, 2  # 192 rows = 6 steps of 2 x 16 per epoch: no batch is padded with repeats
 STEPS_PER_EPOCH = ROWS // (BATCH * PROCESSES)

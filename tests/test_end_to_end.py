@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from headcls import Classifier
-from headcls.cli.main import main
+from headcls.cli import main
 
 
 def test_output_folder_is_a_complete_hf_model_folder(trained_dir):

@@ -4,7 +4,7 @@ Command lines are drawn from the option schemas themselves (every flag of every 
 day it is added), with values from the valid, boundary and invalid ranges of each (NaN and infinities included),
 plus YAML config files; input files are random bytes, tables in random encodings (with and without a BOM or the
 right --encoding), empty and header-only files, null and empty cells, repeated columns, huge fields and hundreds
-of labels. Each example runs `headcls.cli.main` in a fresh folder holding a tiny model, a trained one, an ONNX
+of labels. Each example runs `headcls.cli.commands` in a fresh folder holding a tiny model, a trained one, an ONNX
 export and data, and checks the invariants:
 
 - the exit status is 0, 2 or 130, and nothing escapes `main` (an exception is a failure: exit 1 is for bugs);
@@ -37,7 +37,7 @@ from conftest import toy_rows
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
-from headcls.cli.main import main
+from headcls.cli import main
 from headcls.cli.parser import build_parser, printable
 from headcls.options.commands import COMMAND_CONFIGS
 from headcls.options.fields import INT_MAX, Positional

@@ -24,7 +24,7 @@ from conftest import TINY_TRAIN
 from test_bad_input import assert_one_line_error, run, write
 from test_reliability import start_child, train_argv, wait_for_checkpoint
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

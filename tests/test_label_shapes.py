@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import FILLER, KEYWORDS, TINY_TRAIN
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 TOPICS = list(KEYWORDS)
 

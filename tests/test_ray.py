@@ -22,7 +22,7 @@ import pytest
 from conftest import toy_rows
 from test_bad_input import assert_one_line_error, run
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 ray = pytest.importorskip("ray")
 

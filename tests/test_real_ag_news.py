@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import SHARED_DATA
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 
 def test_label_smoothing_matches_the_stock_label_smoother_and_the_formula():

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_TRAIN
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 SLOW_RUN = Path(__file__).with_name("slow_run.py")
 

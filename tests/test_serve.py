@@ -246,7 +246,7 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(trained_dir):
     (["--host", "203.0.113.9"], "--host 203.0.113.9 --port 8000: cannot listen there"),
 ])
 def test_serve_mistakes_are_one_line(flags, expected, trained_dir, capsys):
-    from headcls.cli.main import main
+    from headcls.cli import main
 
     assert main(["serve", "--model", str(trained_dir), *flags]) == 2
     err = capsys.readouterr().err
@@ -254,7 +254,7 @@ def test_serve_mistakes_are_one_line(flags, expected, trained_dir, capsys):
 
 
 def test_a_taken_port_is_one_line(trained_dir, server, capsys):
-    from headcls.cli.main import main
+    from headcls.cli import main
 
     assert main(["serve", "--model", str(trained_dir), "--port", str(server.port)]) == 2
     assert f"--port {server.port}: cannot listen there (Address already in use)" in capsys.readouterr().err
@@ -266,7 +266,7 @@ def test_threads_sharing_a_classifier_get_the_serial_results(backend, trained_di
     from conftest import toy_rows
 
     from headcls import Classifier
-    from headcls.cli.main import main
+    from headcls.cli import main
 
     folder = trained_dir
     if backend == "onnx":

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TRAIN, toy_rows
 
-from headcls.cli.main import main
+from headcls.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,3 @@
-from headcls.cli.main import run
+from headcls.cli import run
 
 run()

@@ -121,7 +121,7 @@ def encode_whole(tokenizer, texts: list[str]) -> dict:
     the pieces cut from them fit."""
     try:
         return dict(tokenizer(list(texts), truncation=False, verbose=False))
-    except TypeError:  # headcls.predict.RustTokenizer takes no `verbose`
+    except TypeError:  # headcls.inference.backends.RustTokenizer takes no `verbose`
         return dict(tokenizer(list(texts), truncation=False))
 
 

@@ -1,7 +1,7 @@
 """Training rows read as a stream (`headcls train --streaming`): a file larger than memory is read in chunks, each
 time the Trainer starts a pass over it, under the same rules for texts and labels as a file read whole.
 
-A local file is read by `headcls.reading` (the one decoding path); a URL (`s3://...`, `gs://...`, `https://...`)
+A local file is read by `headcls.files` (the one decoding path); a URL (`s3://...`, `gs://...`, `https://...`)
 by `datasets` streaming through fsspec. The label space is the declared `--labels`, or the labels one counting
 pass finds (which also counts the rows, so that --epochs still means passes). Validation and test files stay in
 memory.
@@ -110,14 +110,13 @@ def source(cfg) -> str:
 def read_stream_plan(cfg: TrainConfig) -> dict:
     """For --streaming: the training file, its label space (declared, or found by one counting pass) and its row
     count (None when declared)."""
-    from headcls import streaming
     from headcls.files.columns import normalise_label
 
-    path = streaming.source(cfg)
+    path = source(cfg)
     if cfg.labels is not None:
         return {"path": path, "labels": [normalise_label(name) for name in cfg.labels], "rows": None}
     logger.info("Counting the rows and labels of %s (one pass; --labels and --max-steps skip it)", path)
-    labels, rows = streaming.count(path, cfg.text_column, cfg.label_column, cfg.encoding)
+    labels, rows = count(path, cfg.text_column, cfg.label_column, cfg.encoding)
     return {"path": path, "labels": labels, "rows": rows}
 
 
@@ -125,7 +124,7 @@ def stream_splits(splits, stream: dict):
     """The in-memory validation and test splits beside a streamed training file, checked against its labels."""
     from headcls.data.splits import Splits
 
-    labels = stream["labels"]  # a stream is single-label (headcls.reading.column_labels refuses lists in one)
+    labels = stream["labels"]  # a stream is single-label (headcls.files.columns.column_labels refuses lists in one)
     if splits.multi_label:
         raise HeadclsError(f"{splits.sources['validation']}: holds several labels per row; multi-label data is read "
                            "whole, not with --streaming")

@@ -26,7 +26,7 @@ def tokenize(
 ):
     """A `datasets.Dataset` of input ids (cut to `max_length`, not padded: batches are padded by the collator).
 
-    `long_text` (a `headcls.longtext.LongText`) says how a longer text is read: truncated, its head and tail, or
+    `long_text` (a `headcls.data.longtext.LongText`) says how a longer text is read: truncated, its head and tail, or
     as overlapping windows, one row each, carrying the text's label and its row number in column `doc`.
     `sort_by_length` orders rows by token count, so that evaluation batches carry almost no padding.
     """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from headcls.files.columns import is_multi_label
+
 from headcls.evaluation.metrics import compute_metrics, compute_multilabel_metrics, multi_hot
 
 
@@ -14,7 +16,7 @@ def baseline_scores(train: pd.DataFrame, test: pd.DataFrame, labels: list[str], 
     from sklearn.pipeline import make_pipeline
 
     index = {name: i for i, name in enumerate(labels)}
-    multi = bool(len(train)) and isinstance(train["label"].iloc[0], tuple)
+    multi = is_multi_label(train["label"])
     logistic = LogisticRegression(max_iter=1000, C=10.0, random_state=seed)
     if multi:  # one binary model per label; a label no training row carries is never predicted
         from sklearn.multiclass import OneVsRestClassifier

@@ -115,10 +115,10 @@ def export_onnx(cfg: ExportConfig | None = None, /, *, echo=print, **options) ->
 
 def _export(cfg: ExportConfig, source: Path, out: Path, labels: list[str], echo) -> dict:
     from headcls.files.outputs import staged_folder
-    from headcls.modeling.folder import MULTI_LABEL, read_json
+    from headcls.modeling.folder import is_multi_label, read_json
 
     int8 = cfg.int8
-    multi_label = read_json(source / CONFIG_FILE).get("problem_type") == MULTI_LABEL
+    multi_label = is_multi_label(read_json(source / CONFIG_FILE))
     rows, check_path = _check_rows(source, cfg, labels, multi_label)
     report: dict = {}
     with staged_folder(out) as staging:

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import glob
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from headcls.errors import USER_ERRNOS, HeadclsError
 from headcls.modeling.folder import written_by_headcls
 
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no locking (the staged writes still keep outputs whole)
-    fcntl = None
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
 
 
 def target(path: str | Path) -> Path:
@@ -38,24 +35,24 @@ def target(path: str | Path) -> Path:
 def output_lock(output: Path, flag: str = "--output") -> Iterator[None]:
     """Hold an exclusive lock on `output` (and its checkpoints) while the block runs; refuse if another run has it.
 
-    The lock is a file `.NAME.lock` beside the output, removed on release. Missing parent folders are created
-    and, if the block fails, removed again when they are still empty.
+    The lock is a file `.NAME.lock` beside the output (filelock's FileLock), removed on release. Missing parent
+    folders are created and, if the block fails, removed again when they are still empty.
     """
     output = Path(output)
     parent = output.parent
     created = _make_parents(parent, flag, output)
     lock_path = parent / f".{output.name}.lock"
-    fd = None
+    lock = None
     ok = False
     try:
-        fd = _acquire(lock_path, output, flag)
+        lock = _acquire(lock_path, output, flag)
         yield
         ok = True
     finally:
-        if fd is not None:
+        if lock is not None:
             with contextlib.suppress(OSError):
-                lock_path.unlink()  # before unlocking: a run waiting on this inode sees it gone and retries
-            os.close(fd)
+                lock_path.unlink()  # filelock keeps the file; unlinked before unlocking, a run that opened it retries
+            lock.release()
         if not ok:
             for folder in reversed(created):
                 with contextlib.suppress(OSError):
@@ -84,37 +81,45 @@ def _make_parents(parent: Path, flag: str, output: Path) -> list[Path]:
     return missing
 
 
-def _acquire(lock_path: Path, output: Path, flag: str) -> int:
+def _acquire(lock_path: Path, output: Path, flag: str) -> BaseFileLock:
+    from filelock import FileLock, Timeout
+
+    # Not thread-local: the block may end in another thread than it began. filelock opens the file without
+    # truncating it, so the holder's pid (written once it holds the lock) stays readable by the runs it refuses.
+    lock = FileLock(lock_path, thread_local=False, on_acquired=_write_pid)
     while True:
+        before = _identity(lock_path)
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:  # the first write into the output's folder: the place to say it is not writable
-            if e.errno not in USER_ERRNOS:
-                raise
-            raise HeadclsError(f"{flag} {output}: cannot write in {lock_path.parent} ({e.strerror})") from None
-        if fcntl is None:
-            return fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
+            lock.acquire(blocking=False)
+            return lock
+        except Timeout:
+            # Held, unless the file changed meanwhile: the holder removed it between filelock's open and its lock
+            # (filelock then refuses the removed file), or another run came and went. Then try the new one.
+            if before is None or _identity(lock_path) != before:
+                continue
             owner = _read_pid(lock_path)
             raise HeadclsError(
                 f"{flag} {output}: another headcls run{f' (pid {owner})' if owner else ''} is writing it; "
                 "wait for it to finish or choose another output"
             ) from None
-        # The holder before us may have removed the file between our open and our lock: then lock a fresh one.
-        try:
-            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
-            return fd
-        os.close(fd)
+        except OSError as e:  # the first write into the output's folder: the place to say it is not writable
+            if e.errno not in USER_ERRNOS:
+                raise
+            raise HeadclsError(f"{flag} {output}: cannot write in {lock_path.parent} ({e.strerror})") from None
+
+
+def _write_pid(fd: int) -> None:
+    """Say who holds the lock, for the message of the runs it refuses (what a crashed holder left is replaced)."""
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _read_pid(path: Path) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from headcls.errors import HeadclsError
 from headcls.inference.backends import OnnxRunner, RustTokenizer, TorchRunner, pick_backend
-from headcls.modeling.folder import MULTI_LABEL, settings
+from headcls.modeling.folder import is_multi_label, settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +73,10 @@ class Classifier:
 
         `threads` sets ONNX Runtime's session threads; it does not touch torch's process-wide count.
         `long_text`, `head_fraction`, `stride`, `pooling`: how texts past the model's length are read
-        (headcls.longtext), each by default as the model was trained.
+        (headcls.data.longtext), each by default as the model was trained.
         """
         from headcls.modeling.folder import check_model_folder, check_model_path, check_tokenizer_files, config_labels
-        from headcls.modeling.loading import load_tokenizer, max_positions
+        from headcls.modeling.loading import load_tokenizer
 
         check_model_path(str(folder))
         folder = Path(folder)
@@ -92,22 +92,11 @@ class Classifier:
         else:
             tokenizer = load_tokenizer(str(folder))
             runner = TorchRunner(str(folder), precision, fast_paths)
-        max_length = min(tokenizer.model_max_length, max_positions(config))
-        special = len(tokenizer([""])["input_ids"][0])
-        if max_length <= special:
-            raise HeadclsError(
-                f"{folder}: the tokenizer's model_max_length ({max_length}) leaves no room beside its "
-                f"{special} special tokens; fix tokenizer_config.json"
-            )
-        size = len(tokenizer) if hasattr(tokenizer, "__len__") else tokenizer.tokenizer.get_vocab_size()
-        vocab = config.get("vocab_size")
-        if isinstance(vocab, int) and size > vocab:  # ids past the embedding table: an index error, or nonsense
-            raise HeadclsError(f"{folder}: the tokenizer has {size} tokens but the model only {vocab}; the "
-                               "tokenizer files are not this model's")
+        max_length = _fitting_tokenizer(folder, tokenizer, config)
         saved = settings(config, folder)
         reading = long_text_reading(folder, saved.get("long_text"), long_text=long_text,
                                     head_fraction=head_fraction, stride=stride, pooling=pooling)
-        multi = config.get("problem_type") == MULTI_LABEL
+        multi = is_multi_label(config)
         thresholds = saved.get("thresholds")
         if thresholds is not None:
             thresholds = [thresholds.get(name, 0.5) for name in labels]
@@ -214,6 +203,26 @@ class Classifier:
             top = np.argsort(-row, kind="stable")[:top_k]
             item["top_k"] = [{"label": self.labels[j], "score": float(row[j])} for j in top]
         return item
+
+
+def _fitting_tokenizer(folder: Path, tokenizer, config: dict) -> int:
+    """The tokens a text may have (the tokenizer's and the model's limit); a tokenizer that leaves no room beside
+    its special tokens, or that has ids past the model's embedding table, is refused."""
+    from headcls.modeling.loading import max_positions, special_token_count
+
+    max_length = min(tokenizer.model_max_length, max_positions(config))
+    special = special_token_count(tokenizer)
+    if max_length <= special:
+        raise HeadclsError(
+            f"{folder}: the tokenizer's model_max_length ({max_length}) leaves no room beside its "
+            f"{special} special tokens; fix tokenizer_config.json"
+        )
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else tokenizer.tokenizer.get_vocab_size()
+    vocab = config.get("vocab_size")
+    if isinstance(vocab, int) and size > vocab:  # ids past the embedding table: an index error, or nonsense
+        raise HeadclsError(f"{folder}: the tokenizer has {size} tokens but the model only {vocab}; the "
+                           "tokenizer files are not this model's")
+    return max_length
 
 
 def long_text_options(cfg) -> dict:

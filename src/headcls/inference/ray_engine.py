@@ -159,9 +159,9 @@ def check_job(cfg: PredictConfig) -> RayJob:
     backend = pick_backend(str(model), cfg.backend)
     top_k = min(cfg.top_k, len(labels))
     columns = ["text"] if fmt == "txt" else list(cfg.text_column)
-    from headcls.modeling.folder import MULTI_LABEL
+    from headcls.modeling.folder import is_multi_label
 
-    added = prediction_names(top_k, config.get("problem_type") == MULTI_LABEL)
+    added = prediction_names(top_k, is_multi_label(config))
     first_chunk(files[0], columns, cfg.encoding, added)
     return RayJob(files, columns, added, str(model), backend, top_k, out, cfg.output_format or "parquet")
 

@@ -49,7 +49,7 @@ def input_files(pattern: str) -> tuple[list[str], str]:
 
 
 def check_replaceable_predictions(out: Path, overwrite: bool) -> None:
-    """As for every output (headcls.atomic.check_replaceable), and a folder this command wrote (it holds
+    """As for every output (headcls.files.outputs.check_replaceable), and a folder this command wrote (it holds
     _headcls.json) is one headcls wrote."""
     from headcls.files.outputs import check_replaceable
 
@@ -59,7 +59,7 @@ def check_replaceable_predictions(out: Path, overwrite: bool) -> None:
 
 
 def check_frame(frame: pd.DataFrame, path: str, columns: list[str], first_row: int, added: list[str]) -> None:
-    """The text rule of every command (headcls.reading.column_texts), and no input column that a prediction
+    """The text rule of every command (headcls.files.columns.column_texts), and no input column that a prediction
     column would overwrite."""
     from headcls.files.columns import column_texts
 

@@ -11,7 +11,7 @@
   p rounded to a multiple of 1/65536 (0.1 -> 0.100006); the masks come from torch's seeded CPU generator, so
   runs stay reproducible and resumable. Applied under the torch versions in VERIFIED_TORCH.
 
-Both patch library internals, so each logs (INFO, logger "headcls.fast") whether it applied and why not, and
+Both patch library internals, so each logs (INFO, logger "headcls.modeling.fast") whether it applied and why not, and
 takes `enabled=False` to do nothing (the CLI's --no-fast-paths).
 """
 

@@ -18,6 +18,12 @@ ONNX_COPIED = (CONFIG_FILE, "tokenizer.json", "tokenizer_config.json", "special_
 MULTI_LABEL = "multi_label_classification"  # transformers' problem_type: sigmoid + BCE, and sigmoid in pipeline
 
 
+def is_multi_label(config) -> bool:
+    """Whether a model config (a transformers config, or config.json read as a dict) has a sigmoid per label."""
+    kind = config.get("problem_type") if isinstance(config, dict) else getattr(config, "problem_type", None)
+    return kind == MULTI_LABEL
+
+
 def checkpoint_dir(output: Path) -> Path:
     """Where a run writing `output` keeps its checkpoints and TensorBoard logs while it trains."""
     return output.with_name(output.name + ".checkpoints")

@@ -38,9 +38,14 @@ def max_positions(config) -> int:
     return positions
 
 
+def special_token_count(tokenizer) -> int:
+    """How many special tokens the tokenizer adds to one text ([CLS] and [SEP]: 2)."""
+    return len(tokenizer([""])["input_ids"][0])
+
+
 def check_max_length(max_length: int, tokenizer, config, flag: str = "--max-length") -> None:
     """max_length must leave room for one token besides [CLS]/[SEP] and fit the encoder's positions."""
-    special = len(tokenizer([""])["input_ids"][0])
+    special = special_token_count(tokenizer)
     if max_length <= special:
         raise HeadclsError(
             f"{flag} {max_length}: the tokenizer adds {special} special tokens; use at least {special + 1}"
@@ -92,7 +97,7 @@ def build_classifier(
     multi_label: bool = False,
 ):
     """A pre-trained encoder with a fresh classification head on [CLS], carrying the real label names; its last
-    layer computes [CLS] only (see headcls.fast).
+    layer computes [CLS] only (see headcls.modeling.fast).
 
     `dropout` (when not None) replaces every dropout rate of the encoder config. `multi_label`: a sigmoid head
     trained with per-label binary cross-entropy (problem_type multi_label_classification).

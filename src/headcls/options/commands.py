@@ -30,6 +30,7 @@ from headcls.options.fields import (
     Seed,
     ShardFormat,
     Threads,
+    TopK,
     Writes,
     _class_weights,
 )
@@ -169,7 +170,7 @@ class PredictConfig(Infers, Writes):
         default_factory=lambda: ["text"], min_length=1, description="the column(s) of --input with the text, joined"
     )
     encoding: Encoding = Field("utf-8", description="text encoding of --input (a BOM overrides it)")
-    top_k: Count = Field(1, description="also give the K best labels with their scores")
+    top_k: TopK = 1
     engine: Engine = Field("local", description="local: in this process; ray: batch prediction on Ray Data "
                            "(pip install 'headcls[ray]')")
     workers: Count | None = Field(None, description="--engine ray: model copies, each a Ray actor with --threads "

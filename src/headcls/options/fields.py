@@ -48,7 +48,8 @@ Count = Annotated[int, Field(ge=1, le=INT_MAX)]
 PathOption = Annotated[str, AfterValidator(_path)]
 
 
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's seed range
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+TopK = Annotated[int, Field(ge=1, le=INT_MAX, description="also give the K best labels with their scores")]  # numpy's seed range
 
 
 Threads = Annotated[int, Field(ge=1, le=1024)]

@@ -92,10 +92,11 @@ def on_main(here: Ranks, work: Callable[[], T]) -> T:
 
 
 def barrier(here: Ranks) -> None:
+    """Wait until every process gets here (accelerate's wait_for_everyone: on nccl it names this GPU)."""
     if here.distributed:
-        import torch.distributed as dist
+        from accelerate import PartialState
 
-        dist.barrier()
+        PartialState().wait_for_everyone()
 
 
 def any_rank(here: Ranks, flag: bool) -> bool:
@@ -115,10 +116,9 @@ def gather_to_main(here: Ranks, item: T) -> list[T] | None:
     """Every process's `item`, in rank order, on the main process; None on the others."""
     if not here.distributed:
         return [item]
-    import torch.distributed as dist
+    from accelerate.utils import gather_object
 
-    items: list[Any] = [None] * here.world_size
-    dist.all_gather_object(items, item)  # all_gather: gather_object is not supported by nccl
+    items = gather_object([item])  # an all_gather to every process (nccl has no gather_object); joins the lists
     return items if here.is_main else None
 
 

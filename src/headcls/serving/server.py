@@ -6,7 +6,6 @@ import os
 
 from headcls.errors import HeadclsError
 from headcls.options.commands import ServeConfig
-from headcls.serving.app import create_app
 
 API_KEY_ENV = "HEADCLS_API_KEY"
 
@@ -36,6 +35,7 @@ def serve(cfg: ServeConfig) -> None:
     except ImportError:
         raise HeadclsError("serve needs FastAPI and uvicorn: pip install 'headcls[serve]'") from None
     from headcls.inference.classifier import Classifier
+    from headcls.serving.app import create_app
 
     api_key = read_api_key(cfg)
     sock = _bind(cfg)  # a taken port fails before the model loads

@@ -64,11 +64,11 @@ def check_resumable(checkpoint: str, labels: list[str], encoder_config, epochs: 
     """A checkpoint continues only the run it came from: the same label space and shape, the same encoder, texts
     read the same way (a different --long-text makes other rows, so other batches), the same learning rates per
     part (--layer-lr-decay and --head-learning-rate group the optimizer's parameters), and epochs left."""
-    from headcls.modeling.folder import CONFIG_FILE, MULTI_LABEL, config_labels, read_json, saved_settings
+    from headcls.modeling.folder import CONFIG_FILE, config_labels, is_multi_label, read_json, saved_settings
 
     saved_config = read_json(Path(checkpoint) / CONFIG_FILE)
     shapes = {True: "multi-label", False: "single-label"}
-    was, now = saved_config.get("problem_type") == MULTI_LABEL, encoder_config.problem_type == MULTI_LABEL
+    was, now = is_multi_label(saved_config), is_multi_label(encoder_config)
     if was != now:
         raise HeadclsError(f"--resume: {checkpoint} is a {shapes[was]} run, but the training data is now "
                            f"{shapes[now]}; start over with --overwrite instead of --resume")

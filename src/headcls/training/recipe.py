@@ -38,7 +38,7 @@ def space_needed(cfg: TrainConfig, classifier) -> int:
 
 def class_weights(cfg: TrainConfig, splits) -> list[float] | None:
     """--class-weights as one number per label (None for none). balanced: rows / (labels x rows of the label),
-    as scikit-learn's compute_class_weight; multi-label: pos_weight = rows without the label / rows with it."""
+    scikit-learn's compute_class_weight; multi-label: pos_weight = rows without the label / rows with it."""
     labels = splits.labels
     if cfg.class_weights == "none":
         return None
@@ -50,8 +50,7 @@ def class_weights(cfg: TrainConfig, splits) -> list[float] | None:
         if splits.multi_label:
             counts = {name: sum(name in row for row in rows) for name in labels}
             return [(n - counts[name]) / counts[name] if counts[name] < n else 1.0 for name in labels]
-        counts = {name: rows.count(name) for name in labels}
-        return [n / (len(labels) * counts[name]) for name in labels]
+        return balanced_weights(labels, rows)
     from headcls.files.columns import normalise_label
     from headcls.files.text import TextReader
 
@@ -84,6 +83,20 @@ def class_weights(cfg: TrainConfig, splits) -> list[float] | None:
                                f"{repr(w)[:40]}")
         weights.append(float(w))
     return weights
+
+
+def balanced_weights(labels: list[str], rows: list[str]) -> list[float]:
+    """scikit-learn's "balanced" weight of each label. A label without a training row has none (AG News names its
+    four labels whatever the rows hold: a small --train-samples may miss one)."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    seen = set(rows)
+    missing = [name for name in labels if name not in seen]
+    if missing:
+        raise HeadclsError(f"--class-weights balanced: no training row has the label {missing[0]!r}, so it has no "
+                           "weight; train on more rows (--train-samples) or give the weights in a file")
+    return compute_class_weight("balanced", classes=np.array(labels), y=rows).tolist()
 
 
 def positive_number(value) -> bool:
