@@ -92,7 +92,7 @@ def _acquire(lock_path: Path, output: Path, flag: str) -> BaseFileLock:
         try:
             lock.acquire(blocking=False)
             return lock
-        except Timeout:
+        except Timeout:  # a TimeoutError, so an OSError: caught before the clause below
             # Held, unless the file changed meanwhile: the holder removed it between filelock's open and its lock
             # (filelock then refuses the removed file), or another run came and went. Then try the new one.
             if before is None or _identity(lock_path) != before:

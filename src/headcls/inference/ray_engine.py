@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -185,7 +184,7 @@ def pipeline(ray, job: RayJob, cfg: PredictConfig, workers: int, threads: int, s
                 "model": job.model, "text_column": job.columns, "top_k": job.top_k, "backend": job.backend,
                 "precision": cfg.precision, "batch_size": cfg.batch_size, "threads": threads,
                 "fast_paths": cfg.fast_paths, "long_text": long_text_options(cfg),
-            }, **actor_options(dataset),
+            }, runtime_env=worker_environment(threads), **actor_options(dataset),
         )
     try:
         if job.output_format == "parquet":
@@ -199,6 +198,13 @@ def pipeline(ray, job: RayJob, cfg: PredictConfig, workers: int, threads: int, s
         raise error from None
 
 
+def worker_environment(threads: int) -> dict:
+    """The process-wide settings of a worker, given by Ray when it starts the actor's process (the actor itself
+    changes none): torch's threads (OMP_NUM_THREADS, read when torch starts; ONNX Runtime takes the count as a
+    session option) and no tokenizer threads of its own beside them."""
+    return {"env_vars": {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}}
+
+
 class Predictor:
     """The callable class of `map_batches`: one model per Ray actor, loaded once, classifying pandas batches."""
 
@@ -207,12 +213,6 @@ class Predictor:
                  long_text: dict | None = None):
         from headcls.inference.classifier import Classifier
 
-        # The actor owns its process, as the CLI owns its own: the process-wide settings are set here, once.
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        if threads and backend == "torch":
-            import torch
-
-            torch.set_num_threads(threads)
         self.columns = text_column
         self.top_k = top_k
         self.error = None
