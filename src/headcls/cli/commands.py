@@ -17,7 +17,6 @@ from headcls.cli.parser import build_parser, printable
 from headcls.cli.process import sigterm_as_interrupt, torch_threads
 from headcls.errors import USER_ERRNOS, HeadclsError, Interrupted
 
-
 # command -> (module, function); the function takes the command's config. Imported when the command runs, so that
 # `headcls --help` and a mistake in the flags stay quick.
 COMMANDS = {

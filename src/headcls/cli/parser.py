@@ -8,7 +8,6 @@ import re
 import sys
 import typing
 
-
 HELP = {
     "train": "fine-tune an encoder + classification head, evaluate, save",
     "evaluate": "score a trained model on labelled data",

@@ -39,7 +39,7 @@ def read_ag_news(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, st
         logger.info("Loading %s from the Hugging Face hub", AG_NEWS_HUB_ID)
         try:
             hub = datasets.load_dataset(AG_NEWS_HUB_ID)
-        except Exception as e:  # offline, hub down, ...: the fix is the same
+        except Exception as e:  # noqa: BLE001  offline, hub down, ...: the fix is the same
             raise HeadclsError(
                 f"cannot load {AG_NEWS_HUB_ID} from the hub ({type(e).__name__}); "
                 "without the network, pass --data-dir DIR holding ag_news/train.csv and ag_news/test.csv"

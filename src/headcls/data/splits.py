@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from headcls.errors import HeadclsError
 from headcls.data.agnews import AG_NEWS_LABELS, read_ag_news
+from headcls.errors import HeadclsError
 from headcls.files.columns import is_multi_label, label_order, label_set, raise_two_spellings, read_labelled
 from headcls.files.tables import LABEL, SUFFIXES
 from headcls.options.fields import DataConfig

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from headcls.errors import HeadclsError
-from headcls.options.commands import TrainConfig
 from headcls.files.columns import column_labels, column_texts, label_order, raise_two_spellings
 from headcls.files.tables import LABEL, SUFFIXES, file_format
+from headcls.options.commands import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from headcls.files.columns import is_multi_label
-
 from headcls.evaluation.metrics import compute_metrics, compute_multilabel_metrics, multi_hot
+from headcls.files.columns import is_multi_label
 
 
 def baseline_scores(train: pd.DataFrame, test: pd.DataFrame, labels: list[str], seed: int) -> dict:

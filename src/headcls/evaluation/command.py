@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 from headcls.data.splits import load_splits
 from headcls.errors import HeadclsError

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 MAX_BARRED_LABELS = 60  # a bar picture's height grows with its labels: beyond this, the most frequent are drawn
 
 

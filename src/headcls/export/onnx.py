@@ -11,10 +11,10 @@ import shutil
 import warnings
 from pathlib import Path
 
-from headcls.options.commands import ExportConfig
-from headcls.options.loading import options_for
 from headcls.errors import HeadclsError
 from headcls.modeling.folder import CONFIG_FILE, ONNX_COPIED, ONNX_FILE
+from headcls.options.commands import ExportConfig
+from headcls.options.loading import options_for
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ def _check_rows(model: Path, cfg: ExportConfig, labels: list[str], multi_label: 
     test predictions that `headcls train` saved (a multi-label model's: its label cells are JSON lists)."""
     import json
 
-    from headcls.options.fields import Columns
     from headcls.data.splits import read_labelled
     from headcls.files.columns import is_multi_label, label_set
+    from headcls.options.fields import Columns
 
     path = Path(cfg.check_file) if cfg.check_file else model / "predictions.csv"
     if not cfg.check_file and not path.is_file():

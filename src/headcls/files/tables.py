@@ -10,7 +10,6 @@ import pandas as pd
 from headcls.errors import HeadclsError
 from headcls.files.text import TextReader
 
-
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from headcls.errors import HeadclsError
 
-
 # Byte-order marks, longest first (the UTF-32 LE mark starts with the UTF-16 LE one).
 BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),

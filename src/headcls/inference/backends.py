@@ -19,8 +19,8 @@ class TorchRunner:
     def __init__(self, folder: str, precision: str = "auto", fast_paths: bool = True):
         import torch
 
-        from headcls.runtime.hardware import device, use_bf16
         from headcls.modeling.loading import load_classifier
+        from headcls.runtime.hardware import device, use_bf16
 
         self.torch = torch
         self.device = device()

@@ -234,9 +234,9 @@ def long_text_reading(folder: Path, saved: dict | None, **given):
     """How a model reads long texts: the options given (checked as the flags are) over its config.json's."""
     from pydantic import ValidationError
 
+    from headcls.data.longtext import LongText
     from headcls.options.fields import LongTexts
     from headcls.options.loading import problems
-    from headcls.data.longtext import LongText
 
     try:
         overrides = LongTexts(**given)

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 def import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
         raise HeadclsError("--engine ray needs Ray Data: pip install 'headcls[ray]'") from None
     return ray
@@ -37,7 +37,6 @@ def ray_session(ray, address: str | None) -> Iterator[str]:
         return
     if address:
         check_reachable(address)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report sent from a cluster we start
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     options = {"log_to_driver": False, "configure_logging": False}
@@ -49,7 +48,8 @@ def ray_session(ray, address: str | None) -> Iterator[str]:
         if address:
             ray.init(address=address, **options)
         else:
-            ray.init(address="local", include_dashboard=False, **options)
+            with _unless_set("RAY_USAGE_STATS_ENABLED", "0"):  # no usage report sent from a cluster we start
+                ray.init(address="local", include_dashboard=False, **options)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
 
         if address:  # Ray turns token authentication on by itself only for a cluster it finds, not for an address
@@ -64,6 +64,20 @@ def ray_session(ray, address: str | None) -> Iterator[str]:
         yield f"Ray cluster at {address}" if address else "a local Ray cluster"
     finally:
         ray.shutdown()  # a local cluster stops; a joined one only loses this driver
+
+
+@contextlib.contextmanager
+def _unless_set(name: str, value: str) -> Iterator[None]:
+    """The environment variable `name` at `value` while the block runs (the processes it starts inherit it),
+    unless the user set it; the environment is as it was after."""
+    given = name in os.environ
+    if not given:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if not given:
+            os.environ.pop(name, None)
 
 
 def check_reachable(address: str) -> None:

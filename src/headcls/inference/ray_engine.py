@@ -35,7 +35,14 @@ import pandas as pd
 
 from headcls.errors import HeadclsError
 from headcls.files.outputs import check_output
-from headcls.inference.ray_cluster import actor_options, import_ray, plan_workers, quiet_ray_data, ray_session, user_error
+from headcls.inference.ray_cluster import (
+    actor_options,
+    import_ray,
+    plan_workers,
+    quiet_ray_data,
+    ray_session,
+    user_error,
+)
 from headcls.inference.ray_shards import (
     MARKER,
     ROWS_PER_BATCH,
@@ -143,8 +150,8 @@ def check_job(cfg: PredictConfig) -> RayJob:
     """The inputs listed, the output spared them, the model folder and the first rows checked: the mistakes a
     user makes fail here, in a moment, rather than after a cluster has started."""
     from headcls.files.outputs import target
-    from headcls.modeling.folder import check_model_folder, check_model_path, check_tokenizer_files, config_labels
     from headcls.inference.backends import pick_backend
+    from headcls.modeling.folder import check_model_folder, check_model_path, check_tokenizer_files, config_labels
 
     files, fmt = input_files(cfg.input)
     out = target(cfg.output)
@@ -191,7 +198,7 @@ def pipeline(ray, job: RayJob, cfg: PredictConfig, workers: int, threads: int, s
             dataset.write_parquet(str(staging), ray_remote_args={"num_cpus": 0})
         else:  # pandas writes the JSON: at its most digits (its default, 10, would round the input's floats)
             dataset.write_json(str(staging), ray_remote_args={"num_cpus": 0}, force_ascii=False, double_precision=15)
-    except Exception as e:  # noqa: BLE001  Ray wraps what its tasks raised: find the user's error
+    except Exception as e:
         error = user_error(e)
         if error is None:
             raise

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from headcls.errors import HeadclsError, first_line
 from headcls.modeling.fast import cls_only_last_layer
-from headcls.modeling.folder import MULTI_LABEL, check_model_folder, check_model_path, check_tokenizer_files, config_labels
+from headcls.modeling.folder import (
+    MULTI_LABEL,
+    check_model_folder,
+    check_model_path,
+    check_tokenizer_files,
+    config_labels,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
 INT_MAX = 2**31 - 1  # counts go to torch, numpy and the Trainer: keep them in a 32-bit int
 
 

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from headcls.errors import HeadclsError
 from headcls.options.fields import Options, Positional
 
-
 MESSAGES = {  # pydantic error type -> how we say it; {ctx keys} are filled from the error's context
     "greater_than_equal": "must be at least {ge}",
     "greater_than": "must be greater than {gt}",

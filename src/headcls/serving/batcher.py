@@ -36,7 +36,7 @@ class Pending:
 class Batcher:
     """Micro-batching: requests queue their texts; one worker thread classifies what is queued together."""
 
-    def __init__(self, classifier, max_batch: int, max_wait: float, capacity: int, metrics: "Metrics"):
+    def __init__(self, classifier, max_batch: int, max_wait: float, capacity: int, metrics: Metrics):
         self.classifier = classifier
         self.max_batch, self.max_wait, self.capacity = max_batch, max_wait, capacity
         self.metrics = metrics
@@ -79,7 +79,7 @@ class Batcher:
                 self.pending -= len(job.texts)
                 self.metrics.queue_depth.set(self.pending)
 
-    def _take(self) -> "list[Pending] | None":
+    def _take(self) -> list[Pending] | None:
         """The next batch: every job queued now, and those arriving within max_wait, up to max_batch texts."""
         with self.cond:
             while not self.jobs and not self.stopping:

@@ -28,9 +28,9 @@ def save_run(cfg, trainer, tokenizer, splits, output: Path, checkpoints: Path, r
     the saved model, and the main process scores the gathered predictions: the metrics a single-process
     `headcls evaluate` of the folder gives. The other processes return {}.
     """
+    from headcls.evaluation.report import print_summary
     from headcls.files.outputs import staged_folder
     from headcls.inference.classifier import Classifier
-    from headcls.evaluation.report import print_summary
 
     here = here or Ranks()
     test, split_name = (splits.test, "test") if splits.test is not None else (splits.validation, "validation")
