@@ -158,6 +158,34 @@ def run_headcls(rows: int, data_dir: str, protocol: bool = False) -> dict:
     }
 
 
+def summarise(runs: dict[str, list[dict]], peaks: dict[str, float]) -> list[dict]:
+    """Per recipe: the medians over the repeats, useful GFLOP/s against the GEMM peaks, and the ratios to the
+    tutorial (of the medians, and repeat by repeat)."""
+    summary = []
+    for name, results in runs.items():
+        keys = ("samples_per_second", "trainer_samples_per_second", "train_loss", "peak_rss_mb")
+        med = {k: statistics.median(r[k] for r in results) for k in keys}
+        gflops = med["samples_per_second"] * results[0]["useful_gflop_per_sample"]
+        peak = peaks["float32"] if name == "tutorial" else peaks["bfloat16"]
+        summary.append({
+            "recipe": name,
+            **med,
+            "useful_gflop_per_sample": results[0]["useful_gflop_per_sample"],
+            "real_tokens_per_sample": results[0]["real_tokens_per_sample"],
+            "padded_tokens_per_sample": results[0].get("padded_tokens_per_sample"),
+            "useful_gflops": gflops,
+            "gemm_peak_gflops": peak,
+            "fraction_of_peak": gflops / peak,
+            "fraction_of_bf16_peak": gflops / peaks["bfloat16"],
+        })
+    for entry in summary:
+        entry["ratio"] = entry["samples_per_second"] / summary[0]["samples_per_second"]
+        entry["trainer_ratio"] = entry["trainer_samples_per_second"] / summary[0]["trainer_samples_per_second"]
+        entry["repeat_ratios"] = [r["samples_per_second"] / t["samples_per_second"]
+                                  for r, t in zip(runs[entry["recipe"]], runs["tutorial"])]
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1024)
@@ -187,28 +215,7 @@ def main() -> None:
             results.append(result)
             print(f"repeat {repeat + 1} {name}: {result['samples_per_second']:.1f} samples/s", file=sys.stderr)
 
-    summary = []
-    for name, results in runs.items():
-        keys = ("samples_per_second", "trainer_samples_per_second", "train_loss", "peak_rss_mb")
-        med = {k: statistics.median(r[k] for r in results) for k in keys}
-        gflops = med["samples_per_second"] * results[0]["useful_gflop_per_sample"]
-        peak = peaks["float32"] if name == "tutorial" else peaks["bfloat16"]
-        summary.append({
-            "recipe": name,
-            **med,
-            "useful_gflop_per_sample": results[0]["useful_gflop_per_sample"],
-            "real_tokens_per_sample": results[0]["real_tokens_per_sample"],
-            "padded_tokens_per_sample": results[0].get("padded_tokens_per_sample"),
-            "useful_gflops": gflops,
-            "gemm_peak_gflops": peak,
-            "fraction_of_peak": gflops / peak,
-            "fraction_of_bf16_peak": gflops / peaks["bfloat16"],
-        })
-    for entry in summary:
-        entry["ratio"] = entry["samples_per_second"] / summary[0]["samples_per_second"]
-        entry["trainer_ratio"] = entry["trainer_samples_per_second"] / summary[0]["trainer_samples_per_second"]
-        entry["repeat_ratios"] = [r["samples_per_second"] / t["samples_per_second"]
-                                  for r, t in zip(runs[entry["recipe"]], runs["tutorial"])]
+    summary = summarise(runs, peaks)
     ratio = summary[1]["ratio"]
     print(table(summary, [
         ("recipe", "recipe", "s"), ("samples_per_second", "samples/s (median)", ".1f"), ("ratio", "x tutorial", ".1f"),

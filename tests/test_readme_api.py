@@ -4,6 +4,7 @@ Its ```python blocks run in order, in one namespace, in a temporary folder holdi
 and news-test.csv: the toy corpus). Two things differ from a reader's run, to keep it to seconds: the line
 `ENCODER = None ...` names the tiny test encoder instead, and `headcls.train` checks the options as the README
 gives them, then trains with conftest's TINY_TRAIN settings (epochs, batch size, learning rate, ...) over them.
+torch runs on one thread meanwhile.
 """
 
 from __future__ import annotations
@@ -58,7 +59,19 @@ def quick_train(train):
     return run
 
 
-def test_readme_python_api(tmp_path, monkeypatch, capsys, tiny_model_dir):
+@pytest.fixture
+def one_torch_thread():
+    """torch's threads are the caller's (the README says so): one is the fastest for the tiny model, and many
+    times faster than two spinning against each other on a busy machine. Restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_readme_python_api(tmp_path, monkeypatch, capsys, tiny_model_dir, one_torch_thread):
     blocks = python_blocks(README.read_text(encoding="utf-8"))
     assert len(blocks) >= 3, "the section shows training, prediction and errors"
     whole = "\n".join(code for _, code in blocks)

@@ -63,8 +63,9 @@ def problems(errors: list[dict], flags: set[str], config_file: str | None, cls=N
         elif any(isinstance(m, Positional) for m in cls_fields.get(field, ())):
             where = f"sentence {e['loc'][1] + 1}" if len(e["loc"]) > 1 else "the sentences"
             lines.append(f"{where} {what}")
-        elif e["type"] == "extra_forbidden":
-            lines.append(f"{config_file}: unknown key {field!r}")
+        elif e["type"] == "extra_forbidden":  # a keyword of the Python API (a config file's are caught before)
+            close = difflib.get_close_matches(field, cls.model_fields if cls else [], n=1)
+            lines.append(f"unknown option {field!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         elif field in flags:  # a flag's value is the string typed: show it as typed
             value = e["input"]
             shown = "" if e["type"] == "missing" else f", got {value if isinstance(value, str) else _shown(value)}"
