@@ -1,13 +1,13 @@
-"""Shared fixtures: a tiny random BERT built here, a toy labelled corpus, and one model trained on it."""
+"""Shared fixtures: a tiny random BERT built here, a toy labelled corpus, one model trained on it (and its ONNX
+exports), and a multi-label model. Plain helpers and constants are in tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
-import pandas as pd
 import pytest
+from helpers import FILLER, KEYWORDS, TINY_TRAIN, TRAINED, multi_rows, toy_rows, write_jsonl
 from hypothesis import HealthCheck, settings
 
 from headcls.cli import main
@@ -24,28 +24,6 @@ settings.register_profile("ci", max_examples=40, derandomize=True, database=None
 settings.register_profile("long", max_examples=1000, deadline=None, suppress_health_check=SLOW_EXAMPLES,
                           print_blob=True)
 settings.load_profile("ci")
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-# Each class has its own keywords, so even a tiny random model learns the task in a few epochs.
-KEYWORDS = {
-    "sports": ["match", "goal", "team", "coach", "season", "league"],
-    "business": ["market", "stock", "profit", "bank", "shares", "trade"],
-    "science": ["space", "nasa", "software", "internet", "research", "chip"],
-}
-FILLER = ["the", "a", "of", "in", "today", "new", "report", "says", "after", "week"]
-
-
-def toy_rows(n: int, seed: int) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = list(KEYWORDS)[i % len(KEYWORDS)]
-        words = rng.sample(KEYWORDS[label], 3) + rng.sample(FILLER, 4)
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": label})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="session")
@@ -70,18 +48,40 @@ def toy_data(tmp_path_factory) -> Path:
     return folder
 
 
-# fp32: tests compare tiny runs across processes and resumes to float precision, and expect the same model on
-# every machine. Under bf16 (auto on AVX-512 BF16) a resumed run's validation loss differed from the
-# uninterrupted run's by 6e-4 (relative; same predictions), where fp32 agrees to 1e-5. bf16 training is covered
-# by test_real_ag_news, which trains with auto.
-TINY_TRAIN = ["--epochs", "20", "--batch-size", "16", "--learning-rate", "3e-3", "--warmup-steps", "0", "--seed", "1",
-              "--precision", "fp32"]
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory, tiny_model_dir, toy_data) -> Path:
+    """The tiny model fine-tuned once on the toy corpus through the CLI (helpers.TRAINED: 12 epochs, one thread),
+    shared by the tests that use it."""
+    out = tmp_path_factory.mktemp("trained") / "model"
+    argv = ["-q", "train", "--data", str(toy_data), "--model", str(tiny_model_dir), "--output", str(out), *TRAINED]
+    assert main(argv) == 0
+    return out
 
 
 @pytest.fixture(scope="session")
-def trained_dir(tmp_path_factory, tiny_model_dir, toy_data) -> Path:
-    """The tiny model fine-tuned once on the toy corpus through the CLI, shared by the tests that use it."""
-    out = tmp_path_factory.mktemp("trained") / "model"
-    argv = ["-q", "train", "--data", str(toy_data), "--model", str(tiny_model_dir), "--output", str(out), *TINY_TRAIN]
+def exported_dirs(trained_dir, tmp_path_factory) -> dict[str, Path]:
+    """`headcls export` of the trained model, fp32 and int8, shared by the tests that only read them."""
+    folders = {}
+    for name, flags in (("fp32", []), ("int8", ["--int8"])):
+        out = tmp_path_factory.mktemp("onnx") / name
+        assert main(["-q", "export", "--model", str(trained_dir), "--output", str(out), *flags]) == 0
+        folders[name] = out
+    return folders
+
+
+@pytest.fixture(scope="session")
+def multi_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("multi-data")
+    write_jsonl(multi_rows(280, seed=1), folder / "train.jsonl")
+    write_jsonl(multi_rows(70, seed=2), folder / "test.jsonl")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def multi_model(tmp_path_factory, tiny_model_dir, multi_data):
+    """The tiny model trained on the multi-label toy corpus, with tuned thresholds."""
+    out = tmp_path_factory.mktemp("multi") / "model"
+    argv = ["-q", "train", "--data", str(multi_data), "--model", str(tiny_model_dir), "--output", str(out),
+            "--tune-thresholds", *TINY_TRAIN]
     assert main(argv) == 0
     return out

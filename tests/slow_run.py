@@ -1,13 +1,12 @@
-"""A child process for the reliability tests: `headcls` with slowed training steps, killable on cue.
+"""A child process for the tests of interrupted runs (tests/test_training.py, tests/test_files.py,
+tests/test_runtime.py): `headcls` with slowed training steps, killable on cue.
 
-    python tests/slow_run.py [--kill-in-final-write] [--poison-after-first-checkpoint] [--record-batches DIR]
-        [--step-seconds S] -- HEADCLS ARGS...
+    python tests/slow_run.py [--kill-in-final-write] [--record-batches DIR] [--step-seconds S] -- HEADCLS ARGS...
 
 Each training step sleeps a little (--step-seconds, 0.05 by default) so a test can interrupt the run after its first checkpoint;
---kill-in-final-write SIGKILLs the process while it writes the final model folder;
---poison-after-first-checkpoint turns every weight into NaN once the first checkpoint is saved, as a diverging
-run would; --record-batches DIR appends each step's rows (token ids, padding dropped) to DIR/rank{RANK}.jsonl,
-so a test can see which rows each process of a torchrun job trained on.
+--kill-in-final-write SIGKILLs the process while it writes the final model folder; --record-batches DIR appends
+each step's rows (token ids, padding dropped) to DIR/rank{RANK}.jsonl, so a test can see which rows each process of
+a torchrun job trained on.
 """
 
 import os
@@ -50,19 +49,5 @@ if "--kill-in-final-write" in flags:
         os.kill(os.getpid(), signal.SIGKILL)
 
     report.write_metrics = die
-
-if "--poison-after-first-checkpoint" in flags:
-    import torch
-
-    save = transformers.Trainer._save_checkpoint
-
-    def save_then_poison(self, model, trial):
-        result = save(self, model, trial)
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.fill_(float("nan"))
-        return result
-
-    transformers.Trainer._save_checkpoint = save_then_poison
 
 sys.exit(main(argv))

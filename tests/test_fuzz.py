@@ -33,28 +33,28 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import toy_rows
+from helpers import toy_rows
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
 from headcls.cli import main
 from headcls.cli.parser import build_parser, printable
+from headcls.errors import HeadclsError
 from headcls.options.commands import COMMAND_CONFIGS
 from headcls.options.fields import INT_MAX, Positional
-from headcls.options.loading import build_config
 from headcls.options.fields import base_type as _base_type
-from headcls.errors import HeadclsError
+from headcls.options.loading import build_config
 
 # --- the world each example runs in -----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def world(tiny_model_dir, trained_dir, tmp_path_factory) -> Path:
+def world(tiny_model_dir, trained_dir, exported_dirs, tmp_path_factory) -> Path:
     """The template every example's folder is copied from."""
     root = tmp_path_factory.mktemp("fuzz-world")
     shutil.copytree(tiny_model_dir, root / "tiny")
     shutil.copytree(trained_dir, root / "trained", ignore=shutil.ignore_patterns("runs"))
-    assert main(["-q", "export", "--model", str(trained_dir), "--output", str(root / "onnx"), "--int8"]) == 0
+    shutil.copytree(exported_dirs["int8"], root / "onnx")  # `headcls export --int8` of the trained model
     (root / "data").mkdir()
     toy_rows(24, seed=5).to_csv(root / "data" / "train.csv", index=False)
     toy_rows(9, seed=6).to_csv(root / "data" / "test.csv", index=False)
@@ -79,7 +79,7 @@ def without_ray():
     """`--engine ray` is drawn like every other value, but a Ray cluster per example would take seconds and start
     processes outside the sandbox. The examples run as where the ray extra is not installed: an --engine ray
     command goes through every check up to starting Ray, then ends in the one-line error naming the extra, so
-    the invariants still hold for it. tests/test_ray.py runs the engine itself."""
+    the invariants still hold for it. tests/test_inference_ray.py runs the engine itself."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "ray", None)
         yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 from headcls.cli import main
 

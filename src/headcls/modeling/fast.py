@@ -30,10 +30,10 @@ from packaging.specifiers import SpecifierSet
 log = logging.getLogger(__name__)
 
 # Sequence-classification heads that read only the first position of the last hidden state; each is checked
-# against the stock model in tests/test_fast.py.
+# against the stock model in tests/test_modeling.py.
 CLS_HEAD_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 VERIFIED_ATTENTION = ("eager", "sdpa")
-# The versions tests/test_fast.py passed under (PEP 440 specifiers), as the patches rely on internals that any
+# The versions tests/test_modeling.py passed under (PEP 440 specifiers), as the patches rely on internals that any
 # release may change. transformers: 5.1.0 to 5.24.0 (the newest) pass; 5.0.0 lacks
 # AttentionInterface.get_interface. torch: only 2.13 was tried.
 VERIFIED_TRANSFORMERS = ">=5.1,<5.25"

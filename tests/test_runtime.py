@@ -1,6 +1,6 @@
-"""`torchrun --nproc_per_node 2` on CPU (gloo) with the tiny model: one output, the metrics a single-process
-evaluation gives, a disjoint shard of every epoch per process, and SIGKILL + --resume ending where an uninterrupted
-2-process run ends."""
+"""The machine and the job (headcls.runtime): `torchrun --nproc_per_node 2` on CPU (gloo) with the tiny model: one
+output, the metrics a single-process evaluation gives, a disjoint shard of every epoch per process, and SIGKILL +
+--resume ending where an uninterrupted 2-process run ends."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import toy_rows
-from test_reliability import SLOW_RUN, same_results, wait_for_checkpoint
+from helpers import SLOW_RUN, same_results, toy_rows, wait_for_checkpoint
 
 from headcls.cli import main
 

@@ -1,28 +1,28 @@
-"""The exact speed-ups of headcls.fast: same logits and gradients with a [CLS]-only last layer, and fast dropout
-masks that drop at the asked rate, keep the expected value, and are reproducible."""
+"""Models on disk and in memory (headcls.modeling): the saved folder's checks (weights, config, tokenizer, labels,
+corrupt files as one line naming the file), loading encoders and trained classifiers, and the exact fast paths:
+same logits and gradients with a [CLS]-only last layer, and fast dropout masks that drop at the asked rate, keep
+the expected value, and are reproducible.
+
+A test whose docstring starts "Was:" pins down a case a new user hit (the hardening issue), and failed on the code
+before its fix; tests/test_fuzz.py checks the rules behind them for every flag and many inputs."""
 
 from __future__ import annotations
 
 import copy
 import logging
+import shutil
 
-import pandas as pd
 import pytest
 import torch
+from helpers import GOOD, assert_one_line_error, run, tiny_classifier, toy_rows, write
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from headcls.modeling import fast
 from headcls.modeling.fast import CLS_HEAD_MODEL_TYPES, cls_only_last_layer, cpu_dropout
 
+# --- the fast paths ----------------------------------------------------------------------------------------------
+
 TEXTS = ["market stock profit", "the match of the season in the league today", "space", "nasa chip research week"]
-
-
-def tiny_classifier(folder, attention: str = "eager", dropout: float = 0.0):
-    torch.manual_seed(3)
-    return AutoModelForSequenceClassification.from_pretrained(
-        folder, num_labels=3, attn_implementation=attention,
-        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-    )
 
 
 def tiny_random_classifier(model_type: str, attention: str):
@@ -129,7 +129,8 @@ def test_cls_only_last_layer_off_or_outside_the_verified_versions(monkeypatch, c
 
 
 def test_the_installed_versions_are_verified():
-    """Where this fails, run these tests under the new version and widen the range in headcls.fast if they pass."""
+    """Where this fails, run these tests under the new version and widen the range in headcls.modeling.fast if they
+    pass."""
     from packaging.specifiers import SpecifierSet
 
     assert SpecifierSet(fast.VERIFIED_TRANSFORMERS).contains(fast._installed_version("transformers"))
@@ -190,25 +191,106 @@ def test_cpu_dropout_off_outside_the_verified_versions_and_after_an_error(monkey
     ]
 
 
-def test_evaluation_batches_follow_the_length_sorted_order(tmp_path, tiny_model_dir):
-    """Stock group_by_length would shuffle a small evaluation set into random batches, padded to their longest."""
-    import random
+# --- the saved folder: what a model folder must hold ----------------------------------------------------------------
 
-    from transformers import DataCollatorWithPadding
+def test_model_folder_without_weights(tmp_path, tiny_model_dir, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").unlink()
+    code, err = run(["train", "--train-file", write(tmp_path, "t.csv", GOOD), "--model", str(broken)], capsys)
+    assert_one_line_error(code, err, "broken: no model weights (model.safetensors) in the folder")
 
-    from headcls.options.commands import TrainConfig
-    from headcls.data.tokenize import tokenize
-    from headcls.training.trainer import make_trainer, training_arguments
 
-    rng = random.Random(0)
-    words = ["market", "stock", "goal", "team", "space", "nasa", "the", "of"]
-    frame = pd.DataFrame(
-        {"text": [" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(100)], "label": ["a"] * 100}
-    )
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    dataset = tokenize(frame, tokenizer, {"a": 0}, 64, sort_by_length=True)
-    args = training_arguments(TrainConfig(eval_batch_size=8), tmp_path, bf16=False, warmup=0)
-    trainer = make_trainer(model=tiny_classifier(tiny_model_dir), args=args, eval_dataset=dataset,
-                           data_collator=DataCollatorWithPadding(tokenizer))
-    widths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader()]
-    assert len(widths) == 13 and widths == sorted(widths) and widths[0] < widths[-1]
+def test_pickle_weights_are_refused(tmp_path, tiny_model_dir, capsys):
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    code, err = run(["predict", "--model", str(pickled), "some text"], capsys)
+    assert_one_line_error(code, err, "holds only pickle weights (pytorch_model.bin), which can run code when loaded")
+
+
+def test_model_folder_without_config(tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    code, err = run(["predict", "--model", str(tmp_path / "m"), "text"], capsys)
+    assert_one_line_error(code, err, "m: no config.json; not a Hugging Face model folder")
+
+
+def test_model_config_that_does_not_match_weights(tmp_path, trained_dir, capsys):
+    import json
+
+    broken = tmp_path / "mismatch"
+    shutil.copytree(trained_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["hidden_size"] = 48
+    config["num_attention_heads"] = 4
+    (broken / "config.json").write_text(json.dumps(config))
+    code, err = run(["predict", "--model", str(broken), "text"], capsys)
+    assert_one_line_error(code, err, "mismatch: config.json does not match model.safetensors")
+
+
+def test_a_model_folder_without_its_tokenizer_is_refused(trained_dir, tmp_path, capsys):
+    """Without tokenizer files transformers builds an empty default tokenizer: every word [UNK], one label for all."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(trained_dir / name, bare / name)
+    for argv in (["predict", "--model", str(bare), "goal"], ["export", "--model", str(bare), "--output",
+                                                                   str(tmp_path / "x")]):
+        code, err = run(argv, capsys)
+        assert_one_line_error(code, err, f"{bare}: no tokenizer (tokenizer.json or a vocabulary file)")
+
+
+# --- corrupt or inconsistent files are one line naming the file ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_dir(exported_dirs):
+    """`headcls export` of the trained model (fp32), as the session exported it."""
+    return exported_dirs["fp32"]
+
+
+@pytest.mark.parametrize(
+    "kind, file, damage, expected",
+    [
+        ("torch", "tokenizer.json", b"{not json", "cannot load its tokenizer"),
+        ("torch", "model.safetensors", b"\x00" * 64, "the weights do not load"),
+        ("torch", "config.json", b'{"model_type": "bert", "id2label": {"0": "a", "2": "b"}}',
+         "config.json: id2label has no label for id 1; ids must run 0..1"),
+        ("torch", "config.json", b'{"model_type": "bert", "id2label": {"0": "a", "1": "b", "3": "c"}}',
+         "config.json: id2label has no label for id 2; ids must run 0..2"),
+        ("torch", "config.json", b"[1, 2]", "config.json: holds a JSON list, not an object"),
+        ("onnx", "model.onnx", b"garbage", "model.onnx: not a loadable ONNX model"),
+        ("onnx", "tokenizer.json", b"{}", "tokenizer.json: not a readable tokenizer"),
+        ("onnx", "tokenizer_config.json", b"\xff\xfe", "tokenizer_config.json: not valid JSON"),
+    ],
+)
+def test_corrupt_model_files(kind, file, damage, expected, trained_dir, onnx_dir, tmp_path, capsys):
+    """Was: a traceback for a corrupt tokenizer.json, model.safetensors or model.onnx, or an id2label with a gap."""
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_dir if kind == "torch" else onnx_dir, broken)
+    (broken / file).write_bytes(damage)
+    code, err = run(["predict", "--model", str(broken), "goal"], capsys)
+    assert_one_line_error(code, err, expected)
+    assert str(broken) in err
+
+
+# --- loading: an encoder is not a classifier, and its limits hold ---------------------------------------------------
+
+def test_a_bare_encoder_is_not_a_classifier(tiny_model_dir, capsys):
+    """An encoder folder has no trained head: predicting with it would give noise, so it is refused."""
+    code, err = run(["predict", "--model", str(tiny_model_dir), "goal"], capsys)
+    assert_one_line_error(code, err, "the weights lack classifier.")
+
+
+@pytest.mark.parametrize("value, expected", [("2", "the tokenizer adds 2 special tokens; use at least 3"),
+                                             ("65", "the encoder has 64 positions; use at most 64")])
+def test_max_length_out_of_the_encoders_range(value, expected, tiny_model_dir, tmp_path, capsys):
+    """Was: --max-length below the special tokens or above the encoder's positions ended in a traceback (texts
+    longer than the encoder's 64 positions: a tensor-size error in the middle of training)."""
+    long = toy_rows(60, seed=3)
+    long["text"] = (long["text"] + " ") * 12  # 84 words: past the 64 positions when not cut to them
+    long.to_csv(tmp_path / "train.csv", index=False)
+    out = tmp_path / "out"
+    code, err = run(["train", "--train-file", str(tmp_path / "train.csv"), "--model", str(tiny_model_dir),
+                     "--output", str(out), "--max-length", value, "--no-baseline"], capsys)
+    assert_one_line_error(code, err, f"--max-length {value}: {expected}")
+    assert not out.with_name("out.checkpoints").exists(), "refused before training"

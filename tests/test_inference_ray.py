@@ -1,4 +1,5 @@
-"""Batch prediction on Ray Data (`headcls predict --engine ray`, `headcls.batch.predict_dataset`).
+"""The Ray engine of headcls.inference: batch prediction on Ray Data (`headcls predict --engine ray`,
+`headcls.batch.predict_dataset`).
 
 Sharded inputs give every row exactly one prediction, equal to `headcls predict` on the same rows, with every
 input column kept; an exported ONNX int8 folder works as the backend; bad input is one line (most of it before
@@ -19,8 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import toy_rows
-from test_bad_input import assert_one_line_error, run
+from helpers import assert_one_line_error, run, toy_rows
 
 from headcls.cli import main
 
@@ -158,10 +158,9 @@ INT8_SCORES = 5e-3
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(trained_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("onnx") / "int8"
-    assert main(["-q", "export", "--model", str(trained_dir), "--output", str(out), "--int8"]) == 0
-    return out
+def onnx_dir(exported_dirs) -> Path:
+    """`headcls export --int8` of the trained model, as the session exported it."""
+    return exported_dirs["int8"]
 
 
 def test_onnx_int8_backend_jsonl_shards_python_api_and_overwrite(cluster, onnx_dir, tmp_path, capsys):

@@ -1,4 +1,8 @@
-"""`headcls serve` over real HTTP: the real server in a child process on 127.0.0.1 (a free port), the tiny model."""
+"""`headcls serve` (headcls.serving) over real HTTP: the real server in a child process on 127.0.0.1 (a free port)
+with the tiny model: the API, its limits and errors, API keys and CORS, the micro-batcher under load (a full queue,
+a client that left, SIGTERM with requests in flight), its mistakes as one line, and the page in a real browser:
+headless Chromium from Debian's `chromium` package, driven by Selenium through Debian's `chromium-driver` (.ci/run
+installs both; no browser is downloaded). The page's screenshot is kept in test-artifacts/serve_page.png."""
 
 from __future__ import annotations
 
@@ -6,67 +10,19 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import TEXTS, in_thread, serving
 
 pytest.importorskip("fastapi")
 
-SLOW_SERVE = Path(__file__).with_name("slow_serve.py")
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen, port: int):
-        self.proc, self.port = proc, port
-
-    def call(self, method: str, path: str, body=None, headers: dict | None = None, raw: bytes | None = None,
-             timeout: float = 60):
-        """(status, headers, JSON or text) of one request on a fresh connection."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        sent = {"Content-Type": "application/json", **(headers or {})} if data is not None else dict(headers or {})
-        connection.request(method, path, body=data, headers=sent)
-        response = connection.getresponse()
-        text = response.read().decode()
-        connection.close()
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError:
-            payload = text
-        return response.status, dict(response.getheaders()), payload
-
-    def classify(self, body, **kwargs):
-        return self.call("POST", "/v1/classify", body, **kwargs)
-
-
-@contextmanager
-def serving(model: Path, *flags: str, delay: float = 0.0, env: dict | None = None):
-    """Start `headcls serve` on a free port and wait until /readyz says ready; stop it afterwards."""
-    argv = [sys.executable, str(SLOW_SERVE), "--delay", str(delay), "--", "serve", "--model", str(model),
-            "--port", "0", *flags]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    line = proc.stdout.readline()
-    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    assert match, line + proc.stderr.read()
-    server = Server(proc, int(match.group(1)))
-    deadline = time.monotonic() + 60
-    while server.call("GET", "/readyz")[0] != 200:
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
-    try:
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +31,7 @@ def server(trained_dir):
         yield running
 
 
-TEXTS = ["the team scored a goal in the match", "bank", "nasa space research chip software internet", "goal",
-         "the stock market shares and trade profit today"]
-
+# --- the API -------------------------------------------------------------------------------------------------------
 
 def test_classify_in_input_order_with_scores_and_top_k(server, trained_dir):
     from headcls import Classifier
@@ -174,20 +128,7 @@ def test_cors_only_when_asked(trained_dir, server):
         assert headers["access-control-allow-origin"] == "http://example.test"
 
 
-def in_thread(function, *args, **kwargs) -> dict:
-    """Run `function` in a thread; the dict gets its result (or error) under 'value'."""
-    out: dict = {}
-
-    def target():
-        try:
-            out["value"] = function(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001  reported by the test
-            out["value"] = e
-
-    out["thread"] = threading.Thread(target=target)
-    out["thread"].start()
-    return out
-
+# --- the micro-batcher under load, and stopping ----------------------------------------------------------------
 
 def test_a_full_queue_answers_503_at_once_and_recovers(trained_dir):
     with serving(trained_dir, "--queue-size", "2", "--max-texts", "2", "--max-batch", "2", delay=1.0) as server:
@@ -239,6 +180,8 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(trained_dir):
         assert "Traceback" not in server.proc.stderr.read()
 
 
+# --- mistakes are one line -------------------------------------------------------------------------------------
+
 @pytest.mark.parametrize("flags, expected", [
     (["--queue-size", "4", "--max-texts", "8"], "--queue-size 4 is below --max-texts 8"),
     (["--api-key-file", "nowhere.key"], "--api-key-file nowhere.key: cannot be read"),
@@ -260,42 +203,54 @@ def test_a_taken_port_is_one_line(trained_dir, server, capsys):
     assert f"--port {server.port}: cannot listen there (Address already in use)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
-def test_threads_sharing_a_classifier_get_the_serial_results(backend, trained_dir, tmp_path):
-    """What the server relies on: concurrent predict calls from several threads give what serial calls give."""
-    from conftest import toy_rows
+# --- the page in a real browser --------------------------------------------------------------------------------
 
-    from headcls import Classifier
-    from headcls.cli import main
+@pytest.fixture
+def browser(tmp_path):
+    if not (CHROMIUM and DRIVER):
+        if os.environ.get("HEADCLS_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromedriver are required (Debian packages chromium, chromium-driver)")
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
 
-    folder = trained_dir
-    if backend == "onnx":
-        folder = tmp_path / "onnx"
-        assert main(["-q", "export", "--model", str(trained_dir), "--output", str(folder)]) == 0
-    clf = Classifier.from_pretrained(folder, batch_size=4)
-    chunks = [toy_rows(40, seed=s)["text"].tolist() for s in range(8)]
-    serial = [clf.predict(chunk, top_k=2) for chunk in chunks]
-    jobs = [in_thread(clf.predict, chunk, top_k=2) for chunk in chunks]
-    for job, expected in zip(jobs, serial):
-        job["thread"].join()
-        assert job["value"] == expected
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1000,800", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
-def test_a_classifier_changes_no_process_wide_state(trained_dir, tmp_path):
-    """Constructing or calling a Classifier leaves thread counts, torch functions, logging and signals alone, so a
-    server or a worker can hold one."""
-    import logging
+def test_the_page_classifies_a_sentence_and_shows_a_bar_per_label(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    import torch
+    # the module's server: its limits (8 texts of 100 characters) are far above what the page sends
+    browser.get(f"http://127.0.0.1:{server.port}/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: "labels:" in d.find_element(By.ID, "model").text)
+    assert browser.find_element(By.ID, "model").text == "Model: model (torch) — labels: business, science, sports"
 
-    from headcls import Classifier
+    browser.find_element(By.ID, "classify").click()  # an empty box: the server refuses, the page says why
+    wait.until(lambda d: d.find_element(By.ID, "message").is_displayed())
+    assert "The server refused the request (422): text 1 is empty" in browser.find_element(By.ID, "message").text
 
-    def state():
-        return (torch.get_num_threads(), torch.nn.functional.dropout, list(logging.getLogger().handlers),
-                logging.getLogger().level, signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
-
-    before = state()
-    for backend, threads in (("torch", 1), ("torch", None)):
-        clf = Classifier.from_pretrained(trained_dir, backend=backend, threads=threads)
-        clf.predict(TEXTS, top_k=2)
-    assert state() == before
+    browser.find_element(By.ID, "text").send_keys("the team scored a goal in the match")
+    browser.find_element(By.ID, "classify").click()
+    wait.until(lambda d: d.find_element(By.ID, "label").text)
+    assert browser.find_element(By.ID, "label").text == "sports"
+    assert not browser.find_element(By.ID, "message").is_displayed()
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
+    assert sorted(bar.get_attribute("data-label") for bar in bars) == ["business", "science", "sports"]
+    shares = [float(bar.find_element(By.CSS_SELECTOR, ".score").text.rstrip("%")) for bar in bars]
+    assert sum(shares) == pytest.approx(100, abs=0.3) and shares == sorted(shares, reverse=True)
+    assert "best" in bars[0].get_attribute("class") and bars[0].get_attribute("data-label") == "sports"
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "serve_page.png"))
