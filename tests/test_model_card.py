@@ -4,11 +4,9 @@ front matter carries the test metrics, and whose text says what the run did."""
 from __future__ import annotations
 
 import json
-import random
 from types import SimpleNamespace
 
-import pandas as pd
-from conftest import FILLER, KEYWORDS, TINY_TRAIN
+from helpers import TINY_TRAIN, multi_rows, write_jsonl
 from huggingface_hub import ModelCard, metadata_load
 
 from headcls.cli import main
@@ -66,25 +64,11 @@ def test_the_card_of_a_trained_model_carries_its_test_metrics(tmp_path, tiny_mod
     assert str(toy_data / "test.csv") not in written and str(tmp_path) not in written.replace(str(toy_data), "")
 
 
-def multi_rows(n: int, seed: int) -> pd.DataFrame:
-    """Rows with one or two topics each (and a few with none), as a JSONL list column makes a multi-label run."""
-    rng, topics = random.Random(seed), list(KEYWORDS)
-    rows = []
-    for i in range(n):
-        kind = i % 7
-        chosen = [] if kind == 6 else [topics[kind % 3]] if kind < 3 else rng.sample(topics, 2)
-        words = [w for t in chosen for w in rng.sample(KEYWORDS[t], 2)] + rng.sample(FILLER, 3)
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": sorted(chosen)})
-    return pd.DataFrame(rows)
-
-
 def test_a_multi_label_card_gives_subset_accuracy_and_both_f1s(tmp_path, tiny_model_dir):
     data = tmp_path / "data"
     data.mkdir()
     for split, n, seed in (("train", 280, 1), ("test", 70, 2)):
-        records = multi_rows(n, seed).to_dict("records")
-        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        write_jsonl(multi_rows(n, seed), data / f"{split}.jsonl")
     out = tmp_path / "multi"
     metrics = train(out, data, tiny_model_dir, "--no-baseline")
     assert metrics["multi_label"] is True
